@@ -1,0 +1,166 @@
+/**
+ * Finds, builds when needed, and opens the kernel library; turns status codes into Errors.
+ * Nothing outside lib/ffi/ calls FFI.
+ */
+import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda/build.ts";
+import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
+
+export type Backend = NativeTarget;
+export type DeviceChoice = Backend | "auto";
+
+const STATUS_NAMES = [
+  "VS_OK",
+  "VS_ERR_ARG",
+  "VS_ERR_DTYPE",
+  "VS_ERR_ALIGN",
+  "VS_ERR_UNSUPPORTED",
+  "VS_ERR_NOMEM",
+  "VS_ERR_LIBRARY",
+  "VS_ERR_CUDA",
+  "VS_ERR_BLAS",
+  "VS_ERR_NCCL",
+];
+
+/** FFI i64 parameters are typed bigint but accept numbers, which is what sizes are here. */
+type Loosen<T> = T extends bigint ? number | bigint : T;
+type CallArgs<F> = F extends (...a: infer A) => unknown ? { [I in keyof A]: Loosen<A[I]> } : never;
+
+type StatusKernel = {
+  [K in keyof NativeSymbols]: ReturnType<NativeSymbols[K]> extends number ? K : never;
+}[keyof NativeSymbols];
+
+/** A kernel call that returned a non-zero status. */
+export class KernelError extends Error {
+  constructor(readonly kernel: string, readonly status: number, detail: string, args: readonly unknown[]) {
+    const name = STATUS_NAMES[status] ?? `status ${status}`;
+    super(
+      `${kernel} failed with ${name}: ${detail || "no message"} (arguments: ${
+        args.map(formatArg).join(", ")
+      })`,
+    );
+    this.name = "KernelError";
+  }
+}
+
+function formatArg(a: unknown): string {
+  if (a === null) return "NULL";
+  if (typeof a === "object") return `0x${Deno.UnsafePointer.value(a as Deno.PointerObject).toString(16)}`;
+  return String(a);
+}
+
+/** An opened kernel library. */
+export class Native {
+  readonly symbols: NativeSymbols;
+  constructor(
+    private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>,
+    readonly backend: Backend,
+    readonly path: string,
+  ) {
+    this.symbols = lib.symbols;
+  }
+
+  /** Calls an entry point that returns a status and throws a KernelError naming it and its arguments. */
+  call<K extends StatusKernel>(name: K, ...args: CallArgs<NativeSymbols[K]>): void {
+    // deno-lint-ignore no-explicit-any
+    const status = (this.symbols[name] as (...a: any[]) => number)(...args);
+    if (status !== 0) throw new KernelError(name, status, this.lastError(), args);
+  }
+
+  /** Bytes of scratch vs_attention_bwd needs for this shape. */
+  attentionWorkspaceBytes(dtype: number, b: number, n: number, heads: number, headDim: number): number {
+    return Number(
+      this.symbols.vs_attention_workspace_bytes(dtype, BigInt(b), BigInt(n), BigInt(heads), BigInt(headDim)),
+    );
+  }
+
+  lastError(): string {
+    const p = this.symbols.vs_last_error();
+    return p === null ? "" : Deno.UnsafePointerView.getCString(p);
+  }
+
+  /** A description of the device in use. */
+  deviceName(device = 0): string {
+    const buf = new Uint8Array(256);
+    this.call("vs_device_name", device, Deno.UnsafePointer.of(buf), buf.length);
+    const end = buf.indexOf(0);
+    return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+  }
+
+  close(): void {
+    this.lib.close();
+  }
+}
+
+let current: Native | undefined;
+
+function open(backend: Backend): Native {
+  const path = libraryPath(backend);
+  // Kernel calls alternate with JavaScript on the main thread; spinning OpenMP workers would take the
+  // cores from it (a tiny training step ran 10x slower on 2 cores). libgomp reads this when it loads.
+  if (backend === "host" && Deno.env.get("OMP_WAIT_POLICY") === undefined) {
+    Deno.env.set("OMP_WAIT_POLICY", "passive");
+  }
+  const lib = Deno.dlopen(path, SYMBOLS);
+  const version = lib.symbols.vs_abi_version();
+  if (version !== 1) {
+    lib.close();
+    throw new Error(
+      `${path} implements ABI version ${version}, this binding expects 1; rebuild with deno task build`,
+    );
+  }
+  return new Native(lib, backend, path);
+}
+
+function cudaDeviceCount(n: Native): number {
+  const count = new Int32Array(1);
+  const status = n.symbols.vs_device_count(Deno.UnsafePointer.of(count));
+  return status === 0 ? count[0] : 0;
+}
+
+/**
+ * Opens the kernel library for a device choice: "host", "cuda", or "auto" (cuda when a GPU is usable,
+ * else host). Builds the host library when missing or stale. Opening twice returns the open library
+ * when the backend matches.
+ */
+export async function openNative(
+  opts: { device?: DeviceChoice; deviceIndex?: number; quiet?: boolean } = {},
+): Promise<Native> {
+  const choice = opts.device ?? "auto";
+  if (current && (choice === "auto" || current.backend === choice)) return current;
+  if (current) {
+    throw new Error(
+      `The ${current.backend} kernels are already open in this process; cannot switch to ${choice}`,
+    );
+  }
+  let n: Native | undefined;
+  if (choice !== "host") {
+    const cudaPath = libraryPath("cuda");
+    let why = "";
+    try {
+      if (isStale("cuda") && choice === "cuda") await ensureBuilt("cuda");
+      const c = open("cuda");
+      if (cudaDeviceCount(c) > 0) n = c;
+      else {
+        why = `no CUDA device is usable (${c.lastError() || "vs_device_count returned 0"})`;
+        c.close();
+      }
+    } catch (e) {
+      why = `${cudaPath} could not be loaded: ${(e as Error).message}`;
+    }
+    if (!n && choice === "cuda") throw new Error(`--device cuda was asked for but ${why}`);
+    if (!n && !opts.quiet && Deno.env.get("VSWIFT_QUIET") !== "1") console.error(`device: host (${why})`);
+  }
+  if (!n) {
+    await ensureBuilt("host");
+    n = open("host");
+  }
+  n.call("vs_init", opts.deviceIndex ?? 0);
+  current = n;
+  return n;
+}
+
+/** The open kernel library; throws when openNative has not been awaited yet. */
+export function native(): Native {
+  if (!current) throw new Error("The kernel library is not open yet: await openNative() first");
+  return current;
+}
