@@ -80,6 +80,27 @@ export const SYMBOLS = {
   vs_nccl_broadcast: fn(P, I32, I64, P, P, I32, P),
   vs_nccl_group_start: fn(),
   vs_nccl_group_end: fn(),
+
+  vs_crop_resize_normalize: fn(
+    I32,
+    I64,
+    I64,
+    I64,
+    P,
+    I64,
+    P,
+    F32,
+    F32,
+    F32,
+    F32,
+    I64,
+    I64,
+    I32,
+    I32,
+    P,
+    P,
+    P,
+  ),
 } as const;
 
 export type NativeSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];

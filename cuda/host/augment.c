@@ -1,0 +1,204 @@
+/* Data augmentation: decoded uint8 RGB frames to one normalised (3, t, out_h, out_w) clip. The resize is
+ * separable: a vertical pass over the crop window's columns, then a horizontal pass, with tap tables
+ * computed once per call. */
+#include <inttypes.h>
+
+#include "host.h"
+
+#define VS_AUG_MAX_T 256
+
+typedef struct {
+  int32_t* start; /* (out) first source index of each output's taps */
+  int32_t* count; /* (out) taps used */
+  float* weight;  /* (out, max_taps) normalised weights */
+  int64_t max_taps;
+  int64_t lo, hi; /* the crop window [lo, hi) in source pixels */
+} taps_1d;
+
+/* Taps needed per output for a crop of `crop` source pixels resized to `out`. */
+static int64_t max_taps_for(double crop, int64_t out, int antialias) {
+  const double scale = crop / (double)out;
+  const double support = antialias && scale > 1.0 ? scale : 1.0;
+  return (int64_t)ceil(2.0 * support) + 2;
+}
+
+/* Triangle-filter taps over source pixel centres j + 0.5, clamped to the crop window and normalised. */
+static void make_taps(taps_1d* tp, double x0, double crop, int64_t size, int64_t out, int antialias) {
+  const double scale = crop / (double)out;
+  const double support = antialias && scale > 1.0 ? scale : 1.0;
+  tp->lo = (int64_t)floor(x0);
+  tp->hi = (int64_t)ceil(x0 + crop);
+  if (tp->lo < 0) {
+    tp->lo = 0;
+  }
+  if (tp->hi > size) {
+    tp->hi = size;
+  }
+  if (tp->hi <= tp->lo) {
+    tp->hi = tp->lo + 1;
+  }
+  for (int64_t o = 0; o < out; o++) {
+    const double center = x0 + ((double)o + 0.5) * scale;
+    int64_t a = (int64_t)floor(center - support - 0.5);
+    int64_t b = (int64_t)ceil(center + support - 0.5);
+    if (a < tp->lo) {
+      a = tp->lo;
+    }
+    if (b > tp->hi - 1) {
+      b = tp->hi - 1;
+    }
+    double w[64];
+    double sum = 0.0;
+    int64_t n = 0;
+    for (int64_t j = a; j <= b && n < tp->max_taps && n < 64; j++) {
+      const double d = fabs((double)j + 0.5 - center) / support;
+      w[n] = d < 1.0 ? 1.0 - d : 0.0;
+      sum += w[n++];
+    }
+    if (sum <= 0.0) {
+      /* Only when the centre sits outside the window: take the nearest pixel of the window. */
+      a = center < (double)tp->lo ? tp->lo : tp->hi - 1;
+      n = 1;
+      w[0] = 1.0;
+      sum = 1.0;
+    }
+    tp->start[o] = (int32_t)a;
+    tp->count[o] = (int32_t)n;
+    for (int64_t k = 0; k < n; k++) {
+      tp->weight[o * tp->max_taps + k] = (float)(w[k] / sum);
+    }
+  }
+}
+
+int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t w, const uint8_t* frames,
+                             int64_t t, const int32_t* frame_idx, float x0, float y0, float crop_w,
+                             float crop_h, int64_t out_h, int64_t out_w, int antialias, int flip,
+                             const float* mean_std, void* out, vs_stream stream) {
+  static const char* k = "vs_crop_resize_normalize";
+  int64_t in_numel = 0;
+  int64_t out_numel = 0;
+  VS_TRY(vs_check_float(k, "out_dtype", out_dtype));
+  VS_TRY(VS_DIMS(k, &in_numel, "n_frames h w channels", n_frames, h, w, 3));
+  VS_TRY(VS_DIMS(k, &out_numel, "channels t out_h out_w", 3, t, out_h, out_w));
+  VS_TRY(vs_check_flag(k, "antialias", antialias));
+  VS_TRY(vs_check_flag(k, "flip", flip));
+  if (t > VS_AUG_MAX_T) {
+    return vs_fail(VS_ERR_ARG, "%s: t %" PRId64 " exceeds the %d frames a clip may have", k, t, VS_AUG_MAX_T);
+  }
+  if (out_numel == 0) {
+    return VS_OK;
+  }
+  if (h < 1 || w < 1 || n_frames < 1) {
+    return vs_fail(VS_ERR_ARG, "%s: the frames are empty (n_frames %" PRId64 ", h %" PRId64 ", w %" PRId64 ")", k,
+                   n_frames, h, w);
+  }
+  const double tol = 1e-3;
+  if (!(isfinite(x0) && isfinite(y0) && crop_w > 0.0f && crop_h > 0.0f && x0 >= -tol && y0 >= -tol &&
+        (double)x0 + (double)crop_w <= (double)w + tol && (double)y0 + (double)crop_h <= (double)h + tol)) {
+    return vs_fail(VS_ERR_ARG,
+                   "%s: the crop box x0 %g, y0 %g, %g x %g must have a positive size and lie inside the %" PRId64
+                   " x %" PRId64 " frame",
+                   k, (double)x0, (double)y0, (double)crop_w, (double)crop_h, w, h);
+  }
+  if (frame_idx == NULL && t > n_frames) {
+    return vs_fail(VS_ERR_ARG, "%s: t %" PRId64 " exceeds n_frames %" PRId64 " and frame_idx is NULL", k, t,
+                   n_frames);
+  }
+  if (frame_idx != NULL) {
+    VS_TRY(vs_check_indices(k, frame_idx, t, t, n_frames));
+  }
+  if (mean_std == NULL) {
+    return vs_fail(VS_ERR_ARG, "%s: mean_std = {mean[3], std[3]} is NULL", k);
+  }
+  for (int ch = 0; ch < 3; ch++) {
+    if (!(isfinite(mean_std[ch]) && isfinite(mean_std[3 + ch]) && mean_std[3 + ch] != 0.0f)) {
+      return vs_fail(VS_ERR_ARG, "%s: mean_std for channel %d is mean %g, std %g; both must be finite, std non-zero",
+                     k, ch, (double)mean_std[ch], (double)mean_std[3 + ch]);
+    }
+  }
+  VS_TRY(vs_check_ptr(k, "frames", frames, in_numel));
+  VS_TRY(vs_check_ptr(k, "out", out, out_numel));
+
+  taps_1d ty = {.max_taps = max_taps_for(crop_h, out_h, antialias)};
+  taps_1d tx = {.max_taps = max_taps_for(crop_w, out_w, antialias)};
+  if (ty.max_taps > 64 || tx.max_taps > 64) {
+    return vs_fail(VS_ERR_ARG,
+                   "%s: shrinking %g x %g to %" PRId64 " x %" PRId64 " with antialias needs more than 64 taps; "
+                   "decode at a smaller size first",
+                   k, (double)crop_w, (double)crop_h, out_w, out_h);
+  }
+  const int64_t table_bytes = (out_h + out_w) * (int64_t)(2 * sizeof(int32_t)) +
+                              (out_h * ty.max_taps + out_w * tx.max_taps) * (int64_t)sizeof(float);
+  char* table = vs_scratch(VS_SCRATCH_CALLER0, table_bytes);
+  if (table == NULL) {
+    return vs_fail_nomem(k, table_bytes);
+  }
+  ty.start = (int32_t*)table;
+  ty.count = ty.start + out_h;
+  tx.start = ty.count + out_h;
+  tx.count = tx.start + out_w;
+  ty.weight = (float*)(tx.count + out_w);
+  tx.weight = ty.weight + out_h * ty.max_taps;
+  make_taps(&ty, y0, crop_h, h, out_h, antialias);
+  make_taps(&tx, x0, crop_w, w, out_w, antialias);
+
+  float scale[3];
+  float shift[3];
+  for (int ch = 0; ch < 3; ch++) {
+    scale[ch] = (float)(1.0 / (255.0 * (double)mean_std[3 + ch]));
+    shift[ch] = (float)(-(double)mean_std[ch] / (double)mean_std[3 + ch]);
+  }
+  const int64_t win = (tx.hi - tx.lo) * 3;
+  const int64_t row_bytes = win * (int64_t)sizeof(float);
+  const int64_t plane = t * out_h * out_w;
+  int failed = 0;
+#pragma omp parallel num_threads(vs_team(out_numel * (ty.max_taps + tx.max_taps)))
+  {
+    float* row = vs_scratch(VS_SCRATCH_WORKER0, row_bytes);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < t * out_h; r++) {
+      if (row == NULL) {
+#pragma omp atomic write
+        failed = 1;
+        continue;
+      }
+      const int64_t f = r / out_h;
+      const int64_t oy = r % out_h;
+      const int64_t src_frame = frame_idx != NULL ? frame_idx[f] : f;
+      const uint8_t* base = frames + src_frame * h * w * 3 + tx.lo * 3;
+      /* Vertical pass: the output row's weighted sum of source rows, over the window's columns. */
+      for (int64_t i = 0; i < win; i++) {
+        row[i] = 0.0f;
+      }
+      for (int32_t kk = 0; kk < ty.count[oy]; kk++) {
+        const float wy = ty.weight[oy * ty.max_taps + kk];
+        const uint8_t* src = base + (int64_t)(ty.start[oy] + kk) * w * 3;
+        for (int64_t i = 0; i < win; i++) {
+          row[i] += wy * (float)src[i];
+        }
+      }
+      /* Horizontal pass, normalisation, and the store into the three channel planes. */
+      const int64_t line = f * out_h * out_w + oy * out_w;
+      for (int64_t ox = 0; ox < out_w; ox++) {
+        const float* wx = tx.weight + ox * tx.max_taps;
+        const float* px = row + (tx.start[ox] - tx.lo) * 3;
+        float s0 = 0.0f;
+        float s1 = 0.0f;
+        float s2 = 0.0f;
+        for (int32_t kk = 0; kk < tx.count[ox]; kk++) {
+          s0 += wx[kk] * px[3 * kk];
+          s1 += wx[kk] * px[3 * kk + 1];
+          s2 += wx[kk] * px[3 * kk + 2];
+        }
+        const int64_t o = line + (flip ? out_w - 1 - ox : ox);
+        vs_store(out_dtype, out, o, s0 * scale[0] + shift[0]);
+        vs_store(out_dtype, out, plane + o, s1 * scale[1] + shift[1]);
+        vs_store(out_dtype, out, 2 * plane + o, s2 * scale[2] + shift[2]);
+      }
+    }
+  }
+  if (failed) {
+    return vs_fail_nomem(k, row_bytes);
+  }
+  return VS_OK;
+}

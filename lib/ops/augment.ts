@@ -1,0 +1,70 @@
+/** Data augmentation on the device: uint8 frames to one normalised clip of a batch. */
+import { hostPointer } from "../ffi/pointers.ts";
+import type { Tensor } from "../tensor.ts";
+import { expect, k } from "./common.ts";
+
+/** A crop box in source pixels. */
+export interface Box {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface CropResizeOptions {
+  /** The frames of the clip, indices into the first axis of `frames` (default 0 .. T - 1). */
+  frameIdx?: Int32Array;
+  box: Box;
+  /** Triangle filter widened by the scale factor when shrinking (PIL / DALI antialias). */
+  antialias?: boolean;
+  flip?: boolean;
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+/**
+ * Crops `box` out of the frames (n, h, w, 3) u8, resizes it to out's (H, W) bilinearly (pixel centres),
+ * optionally mirrors it, normalises (v / 255 - mean) / std and writes out: (3, T, H, W) f32 or bf16,
+ * typically one sample's slice of a (B, 3, T, H, W) batch.
+ */
+export function cropResizeNormalize(out: Tensor, frames: Tensor, opts: CropResizeOptions): void {
+  expect(
+    frames.dtype === "u8" && frames.shape.length === 4 && frames.shape[3] === 3,
+    () => `cropResizeNormalize: frames must be (n, h, w, 3) u8, got ${frames}`,
+  );
+  expect(
+    out.shape.length === 4 && out.shape[0] === 3 && (out.dtype === "f32" || out.dtype === "bf16"),
+    () => `cropResizeNormalize: out must be (3, T, H, W) f32 or bf16, got ${out}`,
+  );
+  expect(
+    opts.mean.length === 3 && opts.std.length === 3,
+    () => `cropResizeNormalize: mean and std need 3 values each, got ${opts.mean} and ${opts.std}`,
+  );
+  const [n, h, w] = frames.shape;
+  const [, t, oh, ow] = out.shape;
+  const idx = opts.frameIdx;
+  expect(!idx || idx.length === t, () => `cropResizeNormalize: ${idx?.length} frame indices for ${t} frames`);
+  const b = opts.box;
+  const ms = Float32Array.from([...opts.mean, ...opts.std]);
+  k().call(
+    "vs_crop_resize_normalize",
+    out.code,
+    n,
+    h,
+    w,
+    frames.ptr,
+    t,
+    idx ? hostPointer(idx) : null,
+    b.x,
+    b.y,
+    b.w,
+    b.h,
+    oh,
+    ow,
+    opts.antialias ? 1 : 0,
+    opts.flip ? 1 : 0,
+    hostPointer(ms),
+    out.ptr,
+    null,
+  );
+}
