@@ -86,6 +86,70 @@ export class Native {
     return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
   }
 
+  /** Allocates device memory (256-byte aligned); NULL for 0 bytes. */
+  alloc(bytes: number): Deno.PointerValue {
+    const out = new BigUint64Array(1);
+    this.call("vs_malloc", Deno.UnsafePointer.of(out), bytes);
+    return Deno.UnsafePointer.create(out[0]);
+  }
+
+  free(p: Deno.PointerValue): void {
+    if (p !== null) this.call("vs_free", p);
+  }
+
+  /** Copies a host array into device memory at `dst`. */
+  upload(dst: Deno.PointerValue, src: ArrayBufferView): void {
+    if (src.byteLength > 0) {
+      this.call(
+        "vs_memcpy",
+        dst,
+        Deno.UnsafePointer.of(src as unknown as BufferSource),
+        src.byteLength,
+        1,
+        null,
+      );
+    }
+  }
+
+  /** Copies device memory at `src` into a host array, after the default stream has finished. */
+  download(dst: ArrayBufferView, src: Deno.PointerValue): void {
+    if (dst.byteLength === 0) return;
+    this.call("vs_stream_sync", null);
+    this.call(
+      "vs_memcpy",
+      Deno.UnsafePointer.of(dst as unknown as BufferSource),
+      src,
+      dst.byteLength,
+      2,
+      null,
+    );
+  }
+
+  /** A timing event (vs_event_create). */
+  createEvent(): Deno.PointerValue {
+    const out = new BigUint64Array(1);
+    this.call("vs_event_create", Deno.UnsafePointer.of(out));
+    return Deno.UnsafePointer.create(out[0]);
+  }
+
+  /** Milliseconds between two recorded events, waiting for the second. */
+  elapsedMs(start: Deno.PointerValue, end: Deno.PointerValue): number {
+    const ms = new Float32Array(1);
+    this.call("vs_event_elapsed_ms", start, end, Deno.UnsafePointer.of(ms));
+    return ms[0];
+  }
+
+  /** Free and total device memory in bytes. */
+  memInfo(): { free: number; total: number } {
+    const out = new BigInt64Array(2);
+    this.call(
+      "vs_mem_info",
+      Deno.UnsafePointer.of(out.subarray(0, 1)),
+      Deno.UnsafePointer.of(out.subarray(1, 2)),
+    );
+    return { free: Number(out[0]), total: Number(out[1]) };
+  }
+
   close(): void {
     this.lib.close();
   }
@@ -118,6 +182,36 @@ function cudaDeviceCount(n: Native): number {
 }
 
 /**
+ * Opens one backend's library without making it the process's current one (the GPU self-test holds
+ * both at once). The host library is built when stale; the CUDA one only with `build`. For cuda the
+ * result says why no device is usable instead of throwing.
+ */
+export async function loadLibrary(
+  backend: Backend,
+  opts: { build?: boolean } = {},
+): Promise<{ native?: Native; devices: number; why: string }> {
+  try {
+    if (backend === "host" || opts.build) await ensureBuilt(backend);
+    else if (isStale("cuda")) {
+      return {
+        devices: 0,
+        why: `${libraryPath("cuda")} is missing or stale; build it with deno task build:cuda`,
+      };
+    }
+    const n = open(backend);
+    if (backend === "host") return { native: n, devices: 1, why: "" };
+    const devices = cudaDeviceCount(n);
+    return {
+      native: n,
+      devices,
+      why: devices > 0 ? "" : `no CUDA device is usable (${n.lastError() || "0 devices"})`,
+    };
+  } catch (e) {
+    return { devices: 0, why: `${libraryPath(backend)} could not be loaded: ${(e as Error).message}` };
+  }
+}
+
+/**
  * Opens the kernel library for a device choice: "host", "cuda", or "auto" (cuda when a GPU is usable,
  * else host). Builds the host library when missing or stale. Opening twice returns the open library
  * when the backend matches.
@@ -134,25 +228,18 @@ export async function openNative(
   }
   let n: Native | undefined;
   if (choice !== "host") {
-    const cudaPath = libraryPath("cuda");
-    let why = "";
-    try {
-      if (isStale("cuda") && choice === "cuda") await ensureBuilt("cuda");
-      const c = open("cuda");
-      if (cudaDeviceCount(c) > 0) n = c;
-      else {
-        why = `no CUDA device is usable (${c.lastError() || "vs_device_count returned 0"})`;
-        c.close();
-      }
-    } catch (e) {
-      why = `${cudaPath} could not be loaded: ${(e as Error).message}`;
+    const cuda = await loadLibrary("cuda", { build: choice === "cuda" });
+    if (cuda.devices > 0) n = cuda.native;
+    else {
+      cuda.native?.close();
+      if (choice === "cuda") throw new Error(`--device cuda was asked for but ${cuda.why}`);
+      if (!opts.quiet && Deno.env.get("VSWIFT_QUIET") !== "1") console.error(`device: host (${cuda.why})`);
     }
-    if (!n && choice === "cuda") throw new Error(`--device cuda was asked for but ${why}`);
-    if (!n && !opts.quiet && Deno.env.get("VSWIFT_QUIET") !== "1") console.error(`device: host (${why})`);
   }
   if (!n) {
-    await ensureBuilt("host");
-    n = open("host");
+    const host = await loadLibrary("host");
+    if (!host.native) throw new Error(host.why);
+    n = host.native;
   }
   n.call("vs_init", opts.deviceIndex ?? 0);
   current = n;

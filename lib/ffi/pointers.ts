@@ -22,15 +22,12 @@ export function hostPointer(a: ArrayBufferView): Pointer {
 
 /** Copies a host array into device memory at `dst`. */
 export function copyToDevice(dst: Pointer, src: ArrayBufferView): void {
-  if (src.byteLength === 0) return;
-  native().call("vs_memcpy", dst, hostPointer(src), src.byteLength, 1, null);
+  native().upload(dst, src);
 }
 
 /** Copies device memory at `src` into a host array (synchronising the default stream first). */
 export function copyFromDevice(dst: ArrayBufferView, src: Pointer): void {
-  if (dst.byteLength === 0) return;
-  native().call("vs_stream_sync", null);
-  native().call("vs_memcpy", hostPointer(dst), src, dst.byteLength, 2, null);
+  native().download(dst, src);
 }
 
 /** Device-to-device copy. */
@@ -45,11 +42,9 @@ export function memset(dst: Pointer, value: number, bytes: number): void {
 
 /** Allocates device memory (256-byte aligned); NULL for 0 bytes. */
 export function deviceAlloc(bytes: number): Pointer {
-  const out = new BigUint64Array(1);
-  native().call("vs_malloc", hostPointer(out), bytes);
-  return Deno.UnsafePointer.create(out[0]);
+  return native().alloc(bytes);
 }
 
 export function deviceFree(p: Pointer): void {
-  if (p !== null) native().call("vs_free", p);
+  native().free(p);
 }

@@ -1,0 +1,669 @@
+/**
+ * The GPU self-test's kernel cases: every entry point of cuda/vswift.h called with fresh random inputs
+ * (never zeros) on shapes the models use. Each case names its buffers; the runner (compare.ts) gives
+ * both builds the same bits, poisons pure outputs with NaN first, and compares what comes back.
+ */
+import type { Native } from "../ffi/native.ts";
+import { hostPointer, type Pointer } from "../ffi/pointers.ts";
+import { Rng } from "../rng.ts";
+import type { DType } from "../tensor.ts";
+
+export interface CaseBuffer {
+  dtype: DType;
+  n: number;
+  /** Input values (or the starting values of an output that the kernel adds into). */
+  data?: ArrayLike<number>;
+  /** Compared after the call. Buffers without `data` are filled with NaN first. */
+  output?: boolean;
+  /** A tolerance for this output other than the case's. */
+  tol?: number;
+}
+
+export interface KernelCase {
+  /** "vs_gemm bf16->f32 T N bias" and the like. */
+  name: string;
+  /** Maximum allowed max|cuda - host| / max|host| over each output. */
+  tol: number;
+  buffers: Record<string, CaseBuffer>;
+  call(n: Native, p: Record<string, Pointer>): void;
+}
+
+const F32 = 0;
+const BF16 = 1;
+const U8 = 2;
+const TOL: Record<"f32" | "bf16", number> = { f32: 1e-4, bf16: 1e-2 };
+
+function randn(rng: Rng, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.normal() * scale;
+  return out;
+}
+
+function code(dt: "f32" | "bf16"): number {
+  return dt === "f32" ? F32 : BF16;
+}
+
+/** A host-memory float array as a pointer, for arguments such as mean_std. */
+function hostFloats(values: number[]): Pointer {
+  const a = Float32Array.from(values);
+  keepAlive.push(a);
+  return hostPointer(a);
+}
+const keepAlive: ArrayBufferView[] = [];
+
+function distinctRows(rng: Rng, b: number, nSrc: number, nIdx: number): Int32Array {
+  const idx = new Int32Array(b * nIdx);
+  for (let i = 0; i < b; i++) idx.set(rng.permutation(nSrc).slice(0, nIdx), i * nIdx);
+  return idx;
+}
+
+function gemmCases(rng: Rng): KernelCase[] {
+  const out: KernelCase[] = [];
+  const pairs: ["f32" | "bf16", "f32" | "bf16"][] = [["f32", "f32"], ["bf16", "bf16"], ["bf16", "f32"]];
+  const epis = ["none", "bias", "gelu_bias", "dgelu"] as const;
+  for (const [ab, c] of pairs) {
+    for (const ta of [0, 1]) {
+      for (const tb of [0, 1]) {
+        for (const [e, epi] of epis.entries()) {
+          const [m, n, k] = [96, 64, 80];
+          const beta = e === 0 && ta === 1 ? 1 : 0; // the weight-gradient form accumulates
+          out.push({
+            name: `vs_gemm ${ab}->${c} ${ta ? "T" : "N"}${tb ? "T" : "N"} ${epi}${beta ? " beta 1" : ""}`,
+            tol: TOL[ab],
+            buffers: {
+              a: { dtype: ab, n: m * k, data: randn(rng, m * k) },
+              b: { dtype: ab, n: k * n, data: randn(rng, k * n, 0.2) },
+              c: { dtype: c, n: m * n, data: beta ? randn(rng, m * n) : undefined, output: true },
+              bias: { dtype: c, n, data: randn(rng, n) },
+              aux: epi === "dgelu"
+                ? { dtype: c, n: m * n, data: randn(rng, m * n) }
+                : { dtype: c, n: m * n, output: epi === "gelu_bias" },
+            },
+            call: (nat, p) =>
+              nat.call(
+                "vs_gemm",
+                code(ab),
+                code(c),
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                1,
+                p.a,
+                p.b,
+                beta,
+                p.c,
+                e === 1 || e === 2 ? p.bias : null,
+                e,
+                e >= 2 ? p.aux : null,
+                null,
+              ),
+          });
+        }
+      }
+    }
+  }
+  // An encoder-sized Linear: 2 x 152 visible tokens through qkv of ViT-B.
+  const [m, n, k] = [304, 2304, 768];
+  out.push({
+    name: "vs_gemm bf16 NT bias (ViT-B qkv)",
+    tol: TOL.bf16,
+    buffers: {
+      a: { dtype: "bf16", n: m * k, data: randn(rng, m * k) },
+      b: { dtype: "bf16", n: n * k, data: randn(rng, n * k, 0.03) },
+      c: { dtype: "bf16", n: m * n, output: true },
+      bias: { dtype: "bf16", n, data: randn(rng, n) },
+    },
+    call: (nat, p) =>
+      nat.call("vs_gemm", BF16, BF16, 0, 1, m, n, k, 1, p.a, p.b, 0, p.c, p.bias, 1, null, null),
+  });
+  return out;
+}
+
+function attentionCases(rng: Rng): KernelCase[] {
+  const shapes = [
+    [2, 152, 12, 64],
+    [1, 1568, 6, 64],
+    [2, 37, 2, 64],
+    [1, 197, 16, 80],
+    [1, 200, 16, 88],
+    [1, 65, 4, 32],
+    [1, 70, 2, 128],
+  ];
+  const out: KernelCase[] = [];
+  for (const [b, n, h, d] of shapes) {
+    const qkv = randn(rng, b * n * 3 * h * d);
+    const dout = randn(rng, b * n * h * d);
+    const scale = 1 / Math.sqrt(d);
+    out.push({
+      name: `vs_attention_fwd bf16 b${b} n${n} h${h} d${d}`,
+      tol: TOL.bf16,
+      buffers: {
+        qkv: { dtype: "bf16", n: qkv.length, data: qkv },
+        out: { dtype: "bf16", n: dout.length, output: true },
+        lse: { dtype: "f32", n: b * h * n, output: true },
+      },
+      call: (nat, p) => nat.call("vs_attention_fwd", BF16, b, n, h, d, scale, p.qkv, p.out, p.lse, null),
+    });
+    out.push({
+      name: `vs_attention_bwd bf16 b${b} n${n} h${h} d${d}`,
+      tol: TOL.bf16,
+      buffers: {
+        qkv: { dtype: "bf16", n: qkv.length, data: qkv },
+        out: { dtype: "bf16", n: dout.length },
+        lse: { dtype: "f32", n: b * h * n },
+        dout: { dtype: "bf16", n: dout.length, data: dout },
+        dqkv: { dtype: "bf16", n: qkv.length, output: true },
+      },
+      call: (nat, p) => {
+        // The backward takes the forward's own out and lse, as in training.
+        nat.call("vs_attention_fwd", BF16, b, n, h, d, scale, p.qkv, p.out, p.lse, null);
+        const ws = nat.attentionWorkspaceBytes(BF16, b, n, h, d);
+        const wsPtr = ws > 0 ? nat.alloc(ws) : null;
+        try {
+          nat.call(
+            "vs_attention_bwd",
+            BF16,
+            b,
+            n,
+            h,
+            d,
+            scale,
+            p.qkv,
+            p.out,
+            p.dout,
+            p.lse,
+            p.dqkv,
+            wsPtr,
+            ws,
+            null,
+          );
+          nat.call("vs_stream_sync", null);
+        } finally {
+          nat.free(wsPtr);
+        }
+      },
+    });
+  }
+  return out;
+}
+
+function normCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
+  const [rows, cols] = [300, 768];
+  const eps = 1e-6;
+  const x = randn(rng, rows * cols, 2);
+  const r = randn(rng, rows * cols);
+  const gamma = randn(rng, cols);
+  const beta = randn(rng, cols);
+  const dy = randn(rng, rows * cols);
+  const c = code(dt);
+  return [
+    {
+      name: `vs_layernorm_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: x.length, data: x },
+        gamma: { dtype: dt, n: cols, data: gamma },
+        beta: { dtype: dt, n: cols, data: beta },
+        y: { dtype: dt, n: x.length, output: true },
+        mean: { dtype: "f32", n: rows, output: true },
+        rstd: { dtype: "f32", n: rows, output: true },
+      },
+      call: (n, p) =>
+        n.call(
+          "vs_layernorm_fwd",
+          c,
+          rows,
+          cols,
+          eps,
+          p.x,
+          null,
+          null,
+          p.gamma,
+          p.beta,
+          p.y,
+          p.mean,
+          p.rstd,
+          null,
+        ),
+    },
+    {
+      name: `vs_layernorm_fwd ${dt} with residual`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: x.length, data: x },
+        r: { dtype: dt, n: x.length, data: r },
+        sum: { dtype: dt, n: x.length, output: true },
+        gamma: { dtype: dt, n: cols, data: gamma },
+        beta: { dtype: dt, n: cols, data: beta },
+        y: { dtype: dt, n: x.length, output: true },
+        mean: { dtype: "f32", n: rows, output: true },
+        rstd: { dtype: "f32", n: rows, output: true },
+      },
+      call: (n, p) =>
+        n.call(
+          "vs_layernorm_fwd",
+          c,
+          rows,
+          cols,
+          eps,
+          p.x,
+          p.r,
+          p.sum,
+          p.gamma,
+          p.beta,
+          p.y,
+          p.mean,
+          p.rstd,
+          null,
+        ),
+    },
+    {
+      name: `vs_layernorm_bwd ${dt} accumulating`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: x.length, data: x },
+        gamma: { dtype: dt, n: cols, data: gamma },
+        beta: { dtype: dt, n: cols, data: beta },
+        y: { dtype: dt, n: x.length },
+        mean: { dtype: "f32", n: rows },
+        rstd: { dtype: "f32", n: rows },
+        dy: { dtype: dt, n: x.length, data: dy },
+        dx: { dtype: dt, n: x.length, data: randn(rng, x.length), output: true },
+        dgamma: { dtype: "f32", n: cols, data: randn(rng, cols), output: true },
+        dbeta: { dtype: "f32", n: cols, data: randn(rng, cols), output: true },
+      },
+      call: (n, p) => {
+        n.call(
+          "vs_layernorm_fwd",
+          c,
+          rows,
+          cols,
+          eps,
+          p.x,
+          null,
+          null,
+          p.gamma,
+          p.beta,
+          p.y,
+          p.mean,
+          p.rstd,
+          null,
+        );
+        n.call(
+          "vs_layernorm_bwd",
+          c,
+          rows,
+          cols,
+          p.x,
+          p.gamma,
+          p.mean,
+          p.rstd,
+          p.dy,
+          p.dx,
+          1,
+          p.dgamma,
+          p.dbeta,
+          null,
+        );
+      },
+    },
+  ];
+}
+
+function elementwiseCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
+  const c = code(dt);
+  const n = 100_003; // odd, so the vector paths meet a tail
+  const [outer, inner] = [301, 768];
+  const a = randn(rng, n);
+  const b = randn(rng, n);
+  const bi = { dtype: dt, n, data: a } as const;
+  return [
+    {
+      name: `vs_add ${dt}`,
+      tol: TOL[dt],
+      buffers: { a: bi, b: { dtype: dt, n, data: b }, o: { dtype: dt, n, output: true } },
+      call: (k, p) => k.call("vs_add", c, n, p.a, p.b, p.o, null),
+    },
+    {
+      name: `vs_axpby ${dt}`,
+      tol: TOL[dt],
+      buffers: { x: bi, y: { dtype: dt, n, data: b, output: true } },
+      call: (k, p) => k.call("vs_axpby", c, n, 0.7, p.x, -1.3, p.y, null),
+    },
+    {
+      name: `vs_fill ${dt}`,
+      tol: TOL[dt],
+      buffers: { o: { dtype: dt, n, output: true } },
+      call: (k, p) => k.call("vs_fill", c, n, 3.25, p.o, null),
+    },
+    {
+      name: `vs_add_bcast ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        a: { dtype: dt, n: outer * inner, data: randn(rng, outer * inner) },
+        b: { dtype: dt, n: inner, data: randn(rng, inner) },
+        o: { dtype: dt, n: outer * inner, output: true },
+      },
+      call: (k, p) => k.call("vs_add_bcast", c, outer, inner, p.a, p.b, p.o, null),
+    },
+    {
+      name: `vs_sum_outer ${dt} accumulating`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: outer * inner, data: randn(rng, outer * inner) },
+        o: { dtype: "f32", n: inner, data: randn(rng, inner), output: true },
+      },
+      call: (k, p) => k.call("vs_sum_outer", c, outer, inner, p.x, p.o, 1, null),
+    },
+    {
+      name: `vs_scale_rows ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: outer * inner, data: randn(rng, outer * inner) },
+        s: { dtype: "f32", n: outer, data: randn(rng, outer) },
+        o: { dtype: dt, n: outer * inner, output: true },
+      },
+      call: (k, p) => k.call("vs_scale_rows", c, outer, inner, p.x, p.s, p.o, null),
+    },
+    {
+      name: `vs_gelu_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: { x: { dtype: dt, n, data: randn(rng, n, 3) }, y: { dtype: dt, n, output: true } },
+      call: (k, p) => k.call("vs_gelu_fwd", c, n, p.x, p.y, null),
+    },
+    {
+      name: `vs_gelu_bwd ${dt}`,
+      tol: TOL[dt],
+      buffers: { x: { dtype: dt, n, data: randn(rng, n, 3) }, dy: bi, dx: { dtype: dt, n, output: true } },
+      call: (k, p) => k.call("vs_gelu_bwd", c, n, p.x, p.dy, p.dx, null),
+    },
+    {
+      name: `vs_mean_tokens_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: 2 * 1568 * 64, data: randn(rng, 2 * 1568 * 64) },
+        o: { dtype: dt, n: 128, output: true },
+      },
+      call: (k, p) => k.call("vs_mean_tokens_fwd", c, 2, 1568, 64, p.x, p.o, null),
+    },
+    {
+      name: `vs_mean_tokens_bwd ${dt} accumulating`,
+      tol: TOL[dt],
+      buffers: {
+        d: { dtype: dt, n: 128, data: randn(rng, 128) },
+        dx: { dtype: dt, n: 2 * 1568 * 64, data: randn(rng, 2 * 1568 * 64), output: true },
+      },
+      call: (k, p) => k.call("vs_mean_tokens_bwd", c, 2, 1568, 64, p.d, p.dx, 1, null),
+    },
+  ];
+}
+
+function castCases(rng: Rng): KernelCase[] {
+  const n = 4099;
+  const u8 = Uint8Array.from({ length: n }, () => rng.int(256));
+  return [
+    {
+      name: "vs_cast f32->bf16",
+      tol: 0,
+      buffers: { s: { dtype: "f32", n, data: randn(rng, n, 100) }, d: { dtype: "bf16", n, output: true } },
+      call: (k, p) => k.call("vs_cast", F32, BF16, n, p.s, p.d, null),
+    },
+    {
+      name: "vs_cast bf16->f32",
+      tol: 0,
+      buffers: { s: { dtype: "bf16", n, data: randn(rng, n) }, d: { dtype: "f32", n, output: true } },
+      call: (k, p) => k.call("vs_cast", BF16, F32, n, p.s, p.d, null),
+    },
+    {
+      name: "vs_cast u8->bf16",
+      tol: 0,
+      buffers: { s: { dtype: "u8", n, data: u8 }, d: { dtype: "bf16", n, output: true } },
+      call: (k, p) => k.call("vs_cast", U8, BF16, n, p.s, p.d, null),
+    },
+  ];
+}
+
+function tokenCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
+  const c = code(dt);
+  const [b, nSrc, nIdx, ch] = [3, 1568, 152, 384];
+  const idx = distinctRows(rng, b, nSrc, nIdx);
+  return [
+    {
+      name: `vs_gather_rows ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        src: { dtype: dt, n: b * nSrc * ch, data: randn(rng, b * nSrc * ch) },
+        idx: { dtype: "i32", n: idx.length, data: idx },
+        dst: { dtype: dt, n: b * nIdx * ch, output: true },
+      },
+      call: (k, p) => k.call("vs_gather_rows", c, b, nSrc, nIdx, ch, p.src, 0, p.idx, p.dst, null),
+    },
+    {
+      name: `vs_gather_rows ${dt} shared source`,
+      tol: TOL[dt],
+      buffers: {
+        src: { dtype: dt, n: nSrc * ch, data: randn(rng, nSrc * ch) },
+        idx: { dtype: "i32", n: idx.length, data: idx },
+        dst: { dtype: dt, n: b * nIdx * ch, output: true },
+      },
+      call: (k, p) => k.call("vs_gather_rows", c, b, nSrc, nIdx, ch, p.src, 1, p.idx, p.dst, null),
+    },
+    {
+      name: `vs_scatter_rows ${dt} accumulating`,
+      tol: TOL[dt],
+      buffers: {
+        src: { dtype: dt, n: b * nIdx * ch, data: randn(rng, b * nIdx * ch) },
+        idx: { dtype: "i32", n: idx.length, data: idx },
+        dst: { dtype: dt, n: b * nSrc * ch, data: randn(rng, b * nSrc * ch), output: true },
+      },
+      call: (k, p) => k.call("vs_scatter_rows", c, b, nSrc, nIdx, ch, p.src, p.idx, p.dst, 1, null),
+    },
+    {
+      name: `vs_sinusoid_table ${dt}`,
+      tol: TOL[dt],
+      buffers: { o: { dtype: dt, n: 2048 * 1408, output: true } },
+      call: (k, p) => k.call("vs_sinusoid_table", c, 2048, 1408, p.o, null),
+    },
+  ];
+}
+
+function videoCases(rng: Rng): KernelCase[] {
+  const [b, ch, t, h, w, tub, pt] = [2, 3, 16, 224, 224, 2, 16];
+  const n = b * ch * t * h * w;
+  const tokens = (t / tub) * (h / pt) * (w / pt);
+  const idx = distinctRows(rng, b, tokens, 152);
+  const pixels = Uint8Array.from({ length: n }, () => rng.int(256));
+  const floats = randn(rng, n);
+  const norm = hostFloats([0.485, 0.456, 0.406, 0.229, 0.224, 0.225]);
+  const feat = ch * tub * pt * pt;
+  const cases: KernelCase[] = [];
+  for (const [inDt, data] of [["u8", pixels], ["f32", floats], ["bf16", floats]] as const) {
+    const inCode = inDt === "u8" ? U8 : code(inDt);
+    const ms = inDt === "u8" ? norm : null;
+    cases.push({
+      name: `vs_patchify ${inDt}->bf16 (152 tokens of ViT-B)`,
+      tol: TOL.bf16,
+      buffers: {
+        v: { dtype: inDt, n, data },
+        idx: { dtype: "i32", n: idx.length, data: idx },
+        o: { dtype: "bf16", n: b * 152 * feat, output: true },
+      },
+      call: (k, p) =>
+        k.call("vs_patchify", inCode, BF16, b, ch, t, h, w, tub, pt, ms, p.v, p.idx, 152, p.o, null),
+    });
+    cases.push({
+      name: `vs_patch_target ${inDt} (all tokens)`,
+      tol: inDt === "bf16" ? TOL.bf16 : TOL.f32 * 10,
+      buffers: { v: { dtype: inDt, n, data }, o: { dtype: "f32", n: b * tokens * feat, output: true } },
+      call: (k, p) =>
+        k.call("vs_patch_target", inCode, b, ch, t, h, w, tub, pt, 1e-6, ms, p.v, null, tokens, p.o, null),
+    });
+  }
+  return cases;
+}
+
+function augmentCases(rng: Rng): KernelCase[] {
+  const [frames, h, w] = [40, 180, 320];
+  const pixels = Uint8Array.from({ length: frames * h * w * 3 }, () => rng.int(256));
+  const idx = Int32Array.from({ length: 16 }, (_, i) => (i * 2 + 3) % frames);
+  keepAlive.push(idx);
+  const norm = hostFloats([0.485, 0.456, 0.406, 0.229, 0.224, 0.225]);
+  const cases: KernelCase[] = [];
+  for (const [dt, antialias, flip] of [["bf16", 1, 0], ["f32", 0, 1], ["f32", 1, 1]] as const) {
+    cases.push({
+      name: `vs_crop_resize_normalize u8->${dt} antialias ${antialias} flip ${flip}`,
+      tol: TOL[dt],
+      buffers: {
+        f: { dtype: "u8", n: pixels.length, data: pixels },
+        o: { dtype: dt, n: 3 * 16 * 224 * 224, output: true },
+      },
+      call: (k, p) =>
+        k.call(
+          "vs_crop_resize_normalize",
+          code(dt),
+          frames,
+          h,
+          w,
+          p.f,
+          16,
+          hostPointer(idx),
+          37.5,
+          11,
+          231,
+          158.4,
+          224,
+          224,
+          antialias,
+          flip,
+          norm,
+          p.o,
+          null,
+        ),
+    });
+  }
+  return cases;
+}
+
+function lossCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
+  const c = code(dt);
+  const n = 2 * 1416 * 1536;
+  const pred = randn(rng, n);
+  const target = randn(rng, n);
+  const [rows, classes] = [64, 174];
+  const logits = randn(rng, rows * classes, 3);
+  const soft = Float32Array.from({ length: rows * classes }, () => rng.float() / classes * 2);
+  return [
+    {
+      name: `vs_mse_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        p: { dtype: dt, n, data: pred },
+        t: { dtype: "f32", n, data: target },
+        l: { dtype: "f32", n: 1, output: true },
+      },
+      call: (k, p) => k.call("vs_mse_fwd", c, n, p.p, p.t, p.l, null),
+    },
+    {
+      name: `vs_mse_bwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        p: { dtype: dt, n, data: pred },
+        t: { dtype: "f32", n, data: target },
+        dl: { dtype: "f32", n: 1, data: [1.7] },
+        d: { dtype: dt, n, output: true },
+      },
+      call: (k, p) => k.call("vs_mse_bwd", c, n, p.p, p.t, p.dl, p.d, null),
+    },
+    {
+      name: `vs_softmax_xent_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        z: { dtype: dt, n: rows * classes, data: logits },
+        t: { dtype: "f32", n: rows * classes, data: soft },
+        l: { dtype: "f32", n: 1, output: true },
+        lse: { dtype: "f32", n: rows, output: true },
+      },
+      call: (k, p) => k.call("vs_softmax_xent_fwd", c, rows, classes, p.z, p.t, p.l, p.lse, null),
+    },
+    {
+      name: `vs_softmax_xent_bwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        z: { dtype: dt, n: rows * classes, data: logits },
+        t: { dtype: "f32", n: rows * classes, data: soft },
+        l: { dtype: "f32", n: 1 },
+        lse: { dtype: "f32", n: rows },
+        dl: { dtype: "f32", n: 1, data: [0.5] },
+        d: { dtype: dt, n: rows * classes, output: true },
+      },
+      call: (k, p) => {
+        k.call("vs_softmax_xent_fwd", c, rows, classes, p.z, p.t, p.l, p.lse, null);
+        k.call("vs_softmax_xent_bwd", c, rows, classes, p.z, p.t, p.lse, p.dl, p.d, null);
+      },
+    },
+  ];
+}
+
+function optimCases(rng: Rng): KernelCase[] {
+  const n = 1_000_003;
+  const g = randn(rng, n, 0.01);
+  const v = Float32Array.from(randn(rng, n, 1e-4), Math.abs);
+  return [
+    {
+      name: "vs_grad_norm",
+      tol: TOL.f32,
+      buffers: { g: { dtype: "f32", n, data: g }, o: { dtype: "f32", n: 1, output: true } },
+      call: (k, p) => k.call("vs_grad_norm", n, p.g, p.o, null),
+    },
+    {
+      name: "vs_clip_coef",
+      tol: TOL.f32,
+      buffers: { norm: { dtype: "f32", n: 1, data: [3.5] }, o: { dtype: "f32", n: 1, output: true } },
+      call: (k, p) => k.call("vs_clip_coef", p.norm, 0.05, p.o, null),
+    },
+    {
+      name: "vs_adamw (bf16 copy, clipping scale)",
+      tol: TOL.f32,
+      buffers: {
+        param: { dtype: "f32", n, data: randn(rng, n, 0.02), output: true },
+        copy: { dtype: "bf16", n, output: true, tol: TOL.bf16 },
+        g: { dtype: "f32", n, data: g },
+        m: { dtype: "f32", n, data: randn(rng, n, 1e-3), output: true },
+        v: { dtype: "f32", n, data: v, output: true },
+        s: { dtype: "f32", n: 1, data: [0.8] },
+      },
+      call: (k, p) =>
+        k.call("vs_adamw", n, p.param, p.copy, p.g, p.m, p.v, 1e-3, 0.9, 0.95, 1e-8, 0.05, 7, p.s, null),
+    },
+    {
+      name: "vs_nonfinite",
+      tol: 0,
+      buffers: {
+        x: { dtype: "f32", n, data: g.map((x, i) => (i === n - 2 ? Infinity : x)) },
+        flag: { dtype: "i32", n: 1, data: [0], output: true },
+      },
+      call: (k, p) => k.call("vs_nonfinite", F32, n, p.x, p.flag, null),
+    },
+  ];
+}
+
+/** Every kernel case, from one seed. */
+export function kernelCases(seed = 2024): KernelCase[] {
+  const rng = new Rng(seed);
+  return [
+    ...castCases(rng),
+    ...(["f32", "bf16"] as const).flatMap((dt) => [
+      ...elementwiseCases(rng, dt),
+      ...normCases(rng, dt),
+      ...tokenCases(rng, dt),
+      ...lossCases(rng, dt),
+    ]),
+    ...gemmCases(rng),
+    ...attentionCases(rng),
+    ...videoCases(rng),
+    ...augmentCases(rng),
+    ...optimCases(rng),
+  ];
+}

@@ -1,0 +1,104 @@
+/**
+ * `deno task doctor`: the GPU self-test.
+ *
+ * 1. Every kernel on fresh random inputs, CUDA against the host build, with the error and the tolerance
+ *    it must meet (bf16 1e-2, f32 1e-4).
+ * 2. A whole ViT-B training step (forward, backward, gradient norms) on the GPU against the host build
+ *    on the same small batch, the host side computed in a child process.
+ * 3. Our cuBLASLt and NCCL declarations compiled against the real headers, when they are installed.
+ * Without a GPU it says so and exits 0 after checking the host build alone.
+ */
+import { parseArgs } from "node:util";
+import { loadLibrary } from "../lib/ffi/native.ts";
+import { kernelCases } from "../lib/selftest/cases.ts";
+import { compareCase } from "../lib/selftest/compare.ts";
+import { checkHeaders } from "../lib/selftest/headers.ts";
+import { compareSteps, runStep, type StepReport } from "../lib/selftest/step.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    filter: { type: "string" },
+    "skip-step": { type: "boolean", default: false },
+    "step-child": { type: "boolean", default: false },
+    model: { type: "string", default: "base" },
+    batch: { type: "string", default: "2" },
+  },
+});
+
+if (values["step-child"]) {
+  // The host half of check 2, run in its own process because a process opens one backend.
+  const report = await runStep({ device: "host", model: values.model, batch: Number(values.batch) });
+  console.log(JSON.stringify(report));
+  Deno.exit(0);
+}
+
+let failures = 0;
+const host = await loadLibrary("host");
+if (!host.native) throw new Error(host.why);
+const cuda = await loadLibrary("cuda", { build: true });
+if (cuda.devices === 0 || !cuda.native) {
+  console.log(`doctor: no GPU test possible: ${cuda.why}`);
+  console.log(`doctor: host build ${host.native.path}: ${host.native.deviceName()}`);
+  Deno.exit(0);
+}
+const gpu = cuda.native;
+gpu.call("vs_init", 0);
+host.native.call("vs_init", 0);
+console.log(`doctor: ${gpu.deviceName()}`);
+console.log(`doctor: reference ${host.native.deviceName()}\n`);
+
+console.log("1. kernels, CUDA against the host build");
+const cases = kernelCases().filter((c) => !values.filter || c.name.includes(values.filter));
+const width = Math.max(...cases.map((c) => c.name.length));
+for (const c of cases) {
+  const r = compareCase(gpu, host.native, c);
+  if (!r.ok) failures++;
+  const err = Number.isFinite(r.error) ? r.error.toExponential(2) : "inf";
+  console.log(
+    `  ${r.ok ? "ok  " : "FAIL"} ${r.name.padEnd(width)}  max rel err ${err.padStart(9)}  tol ${
+      r.tol.toExponential(0)
+    }${r.ok ? "" : `  (${r.detail})`}`,
+  );
+}
+
+console.log("\n2. a whole training step, GPU against host");
+if (values["skip-step"] || values.filter) console.log("  skipped");
+else {
+  const child = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--step-child",
+      "--model",
+      values.model,
+      "--batch",
+      values.batch,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!child.success) {
+    console.log("  FAIL the host reference step failed");
+    failures++;
+  } else {
+    const hostReport = JSON.parse(
+      new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
+    ) as StepReport;
+    const gpuReport = await runStep({ device: "cuda", model: values.model, batch: Number(values.batch) });
+    for (const line of compareSteps(gpuReport, hostReport)) {
+      if (line.startsWith("FAIL")) failures++;
+      console.log(`  ${line}`);
+    }
+  }
+}
+
+console.log("\n3. cuBLASLt and NCCL declarations against the real headers");
+for (const line of await checkHeaders()) {
+  if (line.startsWith("FAIL")) failures++;
+  console.log(`  ${line}`);
+}
+
+console.log(`\ndoctor: ${failures === 0 ? "all checks passed" : `${failures} check(s) failed`}`);
+Deno.exit(failures === 0 ? 0 : 1);
