@@ -5,6 +5,10 @@
 
 #include "host.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #define VS_AUG_MAX_T 256
 
 typedef struct {
@@ -64,8 +68,8 @@ static void make_taps(taps_1d* tp, double x0, double crop, int64_t size, int64_t
     }
     tp->start[o] = (int32_t)a;
     tp->count[o] = (int32_t)n;
-    for (int64_t k = 0; k < n; k++) {
-      tp->weight[o * tp->max_taps + k] = (float)(w[k] / sum);
+    for (int64_t k = 0; k < tp->max_taps; k++) {
+      tp->weight[o * tp->max_taps + k] = k < n ? (float)(w[k] / sum) : 0.0f;
     }
   }
 }
@@ -128,7 +132,7 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
                    k, (double)crop_w, (double)crop_h, out_w, out_h);
   }
   const int64_t table_bytes = (out_h + out_w) * (int64_t)(2 * sizeof(int32_t)) +
-                              (out_h * ty.max_taps + out_w * tx.max_taps) * (int64_t)sizeof(float);
+                              (out_h * ty.max_taps + 2 * out_w * tx.max_taps) * (int64_t)sizeof(float);
   char* table = vs_scratch(VS_SCRATCH_CALLER0, table_bytes);
   if (table == NULL) {
     return vs_fail_nomem(k, table_bytes);
@@ -141,6 +145,16 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
   tx.weight = ty.weight + out_h * ty.max_taps;
   make_taps(&ty, y0, crop_h, h, out_h, antialias);
   make_taps(&tx, x0, crop_w, w, out_w, antialias);
+  /* The x weights transposed, (max_taps, out_w), so the horizontal pass runs along outputs; x starts
+   * relative to the window. */
+  float* wxt = tx.weight + out_w * tx.max_taps;
+  int32_t* xrel = tx.start;
+  for (int64_t ox = 0; ox < out_w; ox++) {
+    xrel[ox] -= (int32_t)tx.lo;
+    for (int64_t kk = 0; kk < tx.max_taps; kk++) {
+      wxt[kk * out_w + ox] = tx.weight[ox * tx.max_taps + kk];
+    }
+  }
 
   float scale[3];
   float shift[3];
@@ -148,16 +162,26 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
     scale[ch] = (float)(1.0 / (255.0 * (double)mean_std[3 + ch]));
     shift[ch] = (float)(-(double)mean_std[ch] / (double)mean_std[3 + ch]);
   }
-  const int64_t win = (tx.hi - tx.lo) * 3;
-  const int64_t row_bytes = win * (int64_t)sizeof(float);
+  /* Per thread: the vertical pass's result, one plane per channel, padded with max_taps zeros so the
+   * horizontal pass can run every output over max_taps taps (the unused weights are zero). */
+  /* Taps the horizontal pass runs: the most any output uses (the rest of each row of weights is 0). */
+  int64_t mt = 1;
+  for (int64_t ox = 0; ox < out_w; ox++) {
+    mt = tx.count[ox] > mt ? tx.count[ox] : mt;
+  }
+  const int64_t win = tx.hi - tx.lo;
+  const int64_t stride = win + tx.max_taps;
+  const int64_t row_bytes = (3 * stride + win * 3 + out_w) * (int64_t)sizeof(float);
   const int64_t plane = t * out_h * out_w;
   int failed = 0;
 #pragma omp parallel num_threads(vs_team(out_numel * (ty.max_taps + tx.max_taps)))
   {
-    float* row = vs_scratch(VS_SCRATCH_WORKER0, row_bytes);
+    float* planes = vs_scratch(VS_SCRATCH_WORKER0, row_bytes);
+    float* acc = planes + 3 * stride;
+    float* sum = acc + win * 3;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < t * out_h; r++) {
-      if (row == NULL) {
+      if (planes == NULL) {
 #pragma omp atomic write
         failed = 1;
         continue;
@@ -166,34 +190,73 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
       const int64_t oy = r % out_h;
       const int64_t src_frame = frame_idx != NULL ? frame_idx[f] : f;
       const uint8_t* base = frames + src_frame * h * w * 3 + tx.lo * 3;
-      /* Vertical pass: the output row's weighted sum of source rows, over the window's columns. */
-      for (int64_t i = 0; i < win; i++) {
-        row[i] = 0.0f;
+      /* Vertical pass over the window's columns, interleaved RGB. */
+      {
+        const float wy = ty.weight[oy * ty.max_taps];
+        const uint8_t* src = base + (int64_t)ty.start[oy] * w * 3;
+        for (int64_t i = 0; i < win * 3; i++) {
+          acc[i] = wy * (float)src[i];
+        }
       }
-      for (int32_t kk = 0; kk < ty.count[oy]; kk++) {
+      for (int32_t kk = 1; kk < ty.count[oy]; kk++) {
         const float wy = ty.weight[oy * ty.max_taps + kk];
         const uint8_t* src = base + (int64_t)(ty.start[oy] + kk) * w * 3;
-        for (int64_t i = 0; i < win; i++) {
-          row[i] += wy * (float)src[i];
+        for (int64_t i = 0; i < win * 3; i++) {
+          acc[i] += wy * (float)src[i];
         }
       }
-      /* Horizontal pass, normalisation, and the store into the three channel planes. */
+      /* De-interleave into zero-padded planes. */
+      for (int64_t x = 0; x < win; x++) {
+        planes[x] = acc[3 * x];
+        planes[stride + x] = acc[3 * x + 1];
+        planes[2 * stride + x] = acc[3 * x + 2];
+      }
+      for (int64_t x = win; x < stride; x++) {
+        planes[x] = planes[stride + x] = planes[2 * stride + x] = 0.0f;
+      }
+      /* Horizontal pass per channel, normalisation, store. */
       const int64_t line = f * out_h * out_w + oy * out_w;
-      for (int64_t ox = 0; ox < out_w; ox++) {
-        const float* wx = tx.weight + ox * tx.max_taps;
-        const float* px = row + (tx.start[ox] - tx.lo) * 3;
-        float s0 = 0.0f;
-        float s1 = 0.0f;
-        float s2 = 0.0f;
-        for (int32_t kk = 0; kk < tx.count[ox]; kk++) {
-          s0 += wx[kk] * px[3 * kk];
-          s1 += wx[kk] * px[3 * kk + 1];
-          s2 += wx[kk] * px[3 * kk + 2];
+      for (int ch = 0; ch < 3; ch++) {
+        const float* restrict pl = planes + ch * stride;
+        const float sc = scale[ch];
+        const float sh = shift[ch];
+        float* restrict sm = sum;
+        int64_t ox = 0;
+#ifdef __AVX2__
+        for (; ox + 8 <= out_w; ox += 8) {
+          const __m256i at = _mm256_loadu_si256((const __m256i*)(xrel + ox));
+          __m256 a = _mm256_mul_ps(_mm256_loadu_ps(wxt + ox), _mm256_i32gather_ps(pl, at, 4));
+          for (int64_t kk = 1; kk < mt; kk++) {
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(wxt + kk * out_w + ox), _mm256_i32gather_ps(pl + kk, at, 4), a);
+          }
+          _mm256_storeu_ps(sm + ox, a);
         }
-        const int64_t o = line + (flip ? out_w - 1 - ox : ox);
-        vs_store(out_dtype, out, o, s0 * scale[0] + shift[0]);
-        vs_store(out_dtype, out, plane + o, s1 * scale[1] + shift[1]);
-        vs_store(out_dtype, out, 2 * plane + o, s2 * scale[2] + shift[2]);
+#endif
+        for (; ox < out_w; ox++) {
+          float a = wxt[ox] * pl[xrel[ox]];
+          for (int64_t kk = 1; kk < mt; kk++) {
+            a += wxt[kk * out_w + ox] * pl[xrel[ox] + kk];
+          }
+          sm[ox] = a;
+        }
+        const int64_t o0 = ch * plane + line;
+        if (out_dtype == VS_F32) {
+          float* dst = (float*)out + o0;
+          if (flip) {
+            for (int64_t ox = 0; ox < out_w; ox++) {
+              dst[out_w - 1 - ox] = sum[ox] * sc + sh;
+            }
+          } else {
+            for (int64_t ox = 0; ox < out_w; ox++) {
+              dst[ox] = sum[ox] * sc + sh;
+            }
+          }
+        } else {
+          uint16_t* dst = (uint16_t*)out + o0;
+          for (int64_t ox = 0; ox < out_w; ox++) {
+            dst[flip ? out_w - 1 - ox : ox] = vs_f32_to_bf16(sum[ox] * sc + sh);
+          }
+        }
       }
     }
   }

@@ -1,0 +1,153 @@
+/**
+ * `deno task bench:loader`: clips per second of the VideoLoader (decode + sample + crop/resize/normalise
+ * into a batch) against ffmpeg decoding the same files alone (`ffmpeg -threads 1 -i f -f null -`, one
+ * process per file, as many at once as the loader has workers), with repeated sampling 1 and 4.
+ *
+ * Data: --list/--data-root, or by default the Kinetics sample clips of ../shared/data cut into 3 s chunks
+ * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
+ * Probing is cached (the first pass over the files is timed separately), as in training after epoch 1.
+ */
+import { parseArgs } from "node:util";
+import { openNative } from "../lib/ffi/native.ts";
+import { Arena } from "../lib/memory.ts";
+import { ffmpegPath, runTool } from "../lib/data/ffmpeg.ts";
+import { readList } from "../lib/data/list_file.ts";
+import { VideoLoader } from "../lib/data/loader.ts";
+import { prepareDataset } from "../lib/data/prepare.ts";
+import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
+
+const { values: a } = parseArgs({
+  args: Deno.args,
+  options: {
+    list: { type: "string" },
+    "data-root": { type: "string" },
+    workers: { type: "string" },
+    batch: { type: "string", default: "8" },
+    frames: { type: "string", default: "16" },
+    "sampling-rate": { type: "string", default: "4" },
+    "input-size": { type: "string", default: "224" },
+    "short-side": { type: "string", default: "256" },
+    videos: { type: "string", default: "96" },
+    repeats: { type: "string", default: "1,4" },
+    dtype: { type: "string", default: "f32" },
+    device: { type: "string", default: "host" },
+  },
+});
+const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
+const workers = Number(a.workers ?? navigator.hardwareConcurrency ?? 2);
+const videosWanted = Number(a.videos);
+
+async function defaultData(): Promise<{ list: string; dataRoot: string; what: string }> {
+  const shared = `${root}../shared/data`;
+  const out = `${root}runs/bench_loader`;
+  try {
+    await Deno.stat(`${shared}/k400_sample.csv`);
+    const entries = await readList(`${shared}/k400_sample.csv`, `${shared}/k400_sample`);
+    const r = await prepareDataset({ entries, out: `${out}/k400_chunks` });
+    return {
+      list: r.list,
+      dataRoot: `${out}/k400_chunks`,
+      what: `Kinetics sample cut into 3 s chunks, short side 256`,
+    };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const ds = await ensureSyntheticDataset({
+    dir: `${out}/synthetic`,
+    videos: 32,
+    classes: 8,
+    size: 256,
+    frames: 90,
+    fps: 30,
+  });
+  return { list: ds.list, dataRoot: ds.dataRoot, what: "synthetic 256 x 256, 90 frames at 30 fps" };
+}
+
+const data = a.list ? { list: a.list, dataRoot: a["data-root"] ?? "", what: a.list } : await defaultData();
+const entries = await readList(data.list, data.dataRoot || undefined);
+const files = [...new Set(entries.map((e) => e.path))];
+await openNative({ device: a.device as "host" | "cuda" | "auto" });
+
+/** ffmpeg alone: every file decoded once per round, `workers` processes at a time. */
+async function ffmpegAlone(rounds: number): Promise<number> {
+  const jobs = Array.from({ length: rounds }, () => files).flat();
+  let next = 0;
+  const t0 = performance.now();
+  const work = async () => {
+    while (next < jobs.length) {
+      const f = jobs[next++];
+      const r = await runTool(ffmpegPath(), [
+        "-v",
+        "error",
+        "-nostdin",
+        "-threads",
+        "1",
+        "-i",
+        f,
+        "-f",
+        "null",
+        "-",
+      ]);
+      if (r.code !== 0) throw new Error(`ffmpeg failed on ${f}: ${r.stderr}`);
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, work));
+  return jobs.length / ((performance.now() - t0) / 1000);
+}
+
+async function loaderRate(repeats: number): Promise<{ rate: number; waited: number; assemble: number }> {
+  const batch = Number(a.batch) * repeats;
+  const base = {
+    list: data.list,
+    dataRoot: data.dataRoot || undefined,
+    mode: "pretrain" as const,
+    batchSize: batch,
+    frames: Number(a.frames),
+    samplingRate: Number(a["sampling-rate"]),
+    inputSize: Number(a["input-size"]),
+    shortSide: Number(a["short-side"]),
+    repeats,
+    workers,
+    dtype: a.dtype as "f32" | "bf16",
+    probeCache: `${root}runs/bench_loader/probe_cache.json`,
+  };
+  const arena = new Arena(64 << 20);
+  // Warm-up: probes every file once (cached) and builds the arena.
+  const warm = new VideoLoader({ ...base, seed: 99 });
+  for (let i = 0; i < Math.ceil(files.length / (batch / repeats)) + 1; i++) {
+    await warm.next(arena);
+    arena.reset();
+  }
+  await warm.close();
+  const loader = new VideoLoader({ ...base, seed: 1 });
+  const steps = Math.max(2, Math.round(videosWanted / (batch / repeats)));
+  await loader.next(arena); // the first batch includes the pipeline's start-up
+  arena.reset();
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    await loader.next(arena);
+    arena.reset();
+  }
+  const secs = (performance.now() - t0) / 1000;
+  const st = await loader.close();
+  arena.dispose();
+  return { rate: (steps * batch) / secs, waited: st.waitedMs / st.steps, assemble: st.assembleMs / st.steps };
+}
+
+console.log(`data: ${data.what} (${files.length} files); ${workers} decode processes; ${Deno.build.arch}`);
+console.log(
+  `clip: ${a.frames} frames, stride ${a["sampling-rate"]}, decoded at short side ${a["short-side"]}, ` +
+    `multi-scale crop to ${a["input-size"]}, ${a.dtype} output`,
+);
+const rounds = Math.max(1, Math.round(videosWanted / files.length));
+const baseline = await ffmpegAlone(rounds);
+console.log(`ffmpeg -threads 1 ... -f null - alone: ${baseline.toFixed(1)} files/s`);
+for (const k of a.repeats.split(",").map(Number)) {
+  const r = await loaderRate(k);
+  console.log(
+    `loader, repeated sampling ${k}: ${r.rate.toFixed(1)} clips/s = ${
+      (r.rate / baseline).toFixed(2)
+    } x ffmpeg's ` +
+      `files/s (per batch: waited ${r.waited.toFixed(0)} ms, kernels ${r.assemble.toFixed(0)} ms)`,
+  );
+}

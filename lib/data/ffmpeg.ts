@@ -1,0 +1,400 @@
+/**
+ * The system ffmpeg and ffprobe: probing (frame count, size, frame rate; cached per file) and decoding a
+ * set of frames of one video, scaled to a short side in the filter graph, as raw RGB over a pipe into a
+ * preallocated buffer. One process per call, one decoding thread each. VSWIFT_FFMPEG and VSWIFT_FFPROBE
+ * point at other binaries.
+ */
+
+export function ffmpegPath(): string {
+  return Deno.env.get("VSWIFT_FFMPEG") || "ffmpeg";
+}
+
+export function ffprobePath(): string {
+  return Deno.env.get("VSWIFT_FFPROBE") || "ffprobe";
+}
+
+/** What the loader needs to know about a video file. */
+export interface VideoInfo {
+  width: number;
+  height: number;
+  /** Decodable frames. */
+  frames: number;
+  /** Frames per second (the stream's average rate). */
+  fps: number;
+  /** Constant frame rate: r_frame_rate equals avg_frame_rate, so input seeking by time is exact. */
+  cfr: boolean;
+}
+
+/** A video that could not be probed or decoded; `detail` is what ffmpeg said. */
+export class DecodeError extends Error {
+  constructor(readonly path: string, readonly detail: string, what = "decode") {
+    super(`Could not ${what} ${path}: ${detail}`);
+    this.name = "DecodeError";
+  }
+}
+
+const decoder = new TextDecoder();
+
+/** The last lines of a tool's stderr, for error messages. */
+function tail(text: string, lines = 6): string {
+  const all = text.trim().split("\n").filter((l) => l.trim() !== "");
+  return all.slice(-lines).join(" | ") || "no message";
+}
+
+/** Runs a tool to completion; throws when it cannot be started (naming the env var to fix it). */
+export async function runTool(
+  cmd: string,
+  args: string[],
+  opts: { stdin?: Uint8Array; signal?: AbortSignal } = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: opts.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: opts.signal,
+    }).spawn();
+  } catch (e) {
+    throw new Error(`Cannot run ${cmd} (${(e as Error).message}); ${toolHint(cmd)}`);
+  }
+  if (opts.stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(opts.stdin).catch(() => {});
+    await w.close().catch(() => {});
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: out.stdout, stderr: decoder.decode(out.stderr) };
+}
+
+export function toolHint(cmd: string): string {
+  return `install ffmpeg (apt-get install ffmpeg) or point VSWIFT_FFMPEG / VSWIFT_FFPROBE at the binaries (${cmd})`;
+}
+
+function parseRate(r: string | undefined): number {
+  if (!r) return 0;
+  const [a, b] = r.split("/").map(Number);
+  return b ? a / b : a || 0;
+}
+
+/** Probes a video with ffprobe (first video stream). Throws DecodeError when ffprobe fails. */
+export async function probeVideo(path: string, signal?: AbortSignal): Promise<VideoInfo> {
+  const entries = "stream=width,height,nb_frames,r_frame_rate,avg_frame_rate,duration";
+  const base = ["-v", "error", "-select_streams", "v:0", "-of", "json"];
+  const r = await runTool(ffprobePath(), [...base, "-show_entries", entries, path], { signal });
+  if (r.code !== 0) throw new DecodeError(path, tail(r.stderr), "probe");
+  // deno-lint-ignore no-explicit-any
+  let s: any;
+  try {
+    s = JSON.parse(decoder.decode(r.stdout)).streams?.[0];
+  } catch {
+    throw new DecodeError(path, `ffprobe printed no JSON (${tail(r.stderr)})`, "probe");
+  }
+  if (!s || !(s.width > 0) || !(s.height > 0)) {
+    throw new DecodeError(path, "the file has no video stream", "probe");
+  }
+  let frames = Number(s.nb_frames);
+  if (!(frames > 0)) {
+    // Containers without a frame count (webm, mkv): count the packets, which reads but does not decode.
+    const c = await runTool(ffprobePath(), [
+      ...base,
+      "-count_packets",
+      "-show_entries",
+      "stream=nb_read_packets",
+      path,
+    ], { signal });
+    if (c.code !== 0) throw new DecodeError(path, tail(c.stderr), "probe");
+    frames = Number(JSON.parse(decoder.decode(c.stdout)).streams?.[0]?.nb_read_packets);
+  }
+  if (!(frames > 0)) throw new DecodeError(path, "ffprobe found no frames", "probe");
+  const avg = parseRate(s.avg_frame_rate);
+  const rr = parseRate(s.r_frame_rate);
+  return {
+    width: s.width,
+    height: s.height,
+    frames,
+    fps: avg || rr,
+    cfr: avg > 0 && s.avg_frame_rate === s.r_frame_rate,
+  };
+}
+
+/** Counts decodable frames exactly (decodes the whole file); used when the container's count is wrong. */
+export async function countFrames(path: string, signal?: AbortSignal): Promise<number> {
+  const r = await runTool(ffprobePath(), [
+    "-v",
+    "error",
+    "-select_streams",
+    "v:0",
+    "-count_frames",
+    "-show_entries",
+    "stream=nb_read_frames",
+    "-of",
+    "json",
+    path,
+  ], { signal });
+  if (r.code !== 0) throw new DecodeError(path, tail(r.stderr), "count the frames of");
+  const n = Number(JSON.parse(decoder.decode(r.stdout)).streams?.[0]?.nb_read_frames);
+  if (!(n > 0)) throw new DecodeError(path, "no decodable frame", "count the frames of");
+  return n;
+}
+
+/**
+ * Probe results per file, in memory and optionally in a JSON file keyed by path, size and mtime (so a
+ * restarted run does not probe again).
+ */
+export class ProbeCache {
+  private map = new Map<string, VideoInfo>();
+  private pending = new Map<string, Promise<VideoInfo>>();
+  private dirty = false;
+
+  constructor(private readonly file?: string) {
+    if (!file) return;
+    try {
+      const saved = JSON.parse(Deno.readTextFileSync(file)) as Record<string, VideoInfo & { key: string }>;
+      for (const [p, v] of Object.entries(saved)) {
+        if (v.key === fileKey(p)) this.map.set(p, v);
+      }
+    } catch {
+      // A missing or unreadable cache is rebuilt.
+    }
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** The cached probe of `path`, probing it once if needed (concurrent callers share one ffprobe). */
+  async get(path: string, signal?: AbortSignal): Promise<VideoInfo> {
+    const hit = this.map.get(path);
+    if (hit) return hit;
+    let p = this.pending.get(path);
+    if (!p) {
+      p = probeVideo(path, signal);
+      this.pending.set(path, p);
+    }
+    try {
+      const info = await p;
+      this.set(path, info);
+      return info;
+    } finally {
+      this.pending.delete(path);
+    }
+  }
+
+  peek(path: string): VideoInfo | undefined {
+    return this.map.get(path);
+  }
+
+  set(path: string, info: VideoInfo): void {
+    this.map.set(path, info);
+    this.dirty = true;
+  }
+
+  /** Writes the cache file (atomically) when it has changed. */
+  save(): void {
+    if (!this.file || !this.dirty) return;
+    const out: Record<string, VideoInfo & { key: string }> = {};
+    for (const [p, v] of this.map) out[p] = { ...v, key: fileKey(p) };
+    const tmp = `${this.file}.${Deno.pid}.tmp`;
+    Deno.writeTextFileSync(tmp, JSON.stringify(out));
+    Deno.renameSync(tmp, this.file);
+    this.dirty = false;
+  }
+}
+
+function fileKey(path: string): string {
+  try {
+    const st = Deno.statSync(path);
+    return `${st.size}:${st.mtime?.getTime() ?? 0}`;
+  } catch {
+    return "missing";
+  }
+}
+
+/** The decoded size with the short side scaled to `shortSide` (0 keeps the native size). */
+export function scaledSize(width: number, height: number, shortSide: number): { w: number; h: number } {
+  if (!shortSide || Math.min(width, height) === shortSide) return { w: width, h: height };
+  if (width <= height) return { w: shortSide, h: Math.max(1, Math.round((height * shortSide) / width)) };
+  return { w: Math.max(1, Math.round((width * shortSide) / height)), h: shortSide };
+}
+
+/** Reusable byte buffers, so that steady-state decoding does not allocate. */
+export class BufferPool {
+  private free: Uint8Array[] = [];
+
+  acquire(bytes: number): Uint8Array {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const c = this.free[i].byteLength;
+      if (c >= bytes && (best < 0 || c < this.free[best].byteLength)) best = i;
+    }
+    if (best >= 0) {
+      const [buf] = this.free.splice(best, 1);
+      return buf;
+    }
+    return new Uint8Array(Math.ceil(bytes * 1.25));
+  }
+
+  release(buf: Uint8Array): void {
+    if (this.free.length < 64) this.free.push(buf);
+  }
+}
+
+/** Decoded frames: (n, h, w, 3) RGB in data[0 .. n h w 3); (x, y): where the region starts. */
+export interface Frames {
+  data: Uint8Array;
+  n: number;
+  h: number;
+  w: number;
+  x: number;
+  y: number;
+}
+
+export interface DecodeRequest {
+  path: string;
+  info: VideoInfo;
+  /** Frame indices to decode, strictly increasing. */
+  indices: number[];
+  /** Short side of the decoded frames (0: native size). */
+  shortSide: number;
+  /**
+   * A region of the scaled frame to keep (integers; grown to even coordinates so that the crop is
+   * exact on subsampled chroma). Saves the pipe and the conversion the pixels no clip uses.
+   */
+  region?: { x: number; y: number; w: number; h: number };
+  pool?: BufferPool;
+  signal?: AbortSignal;
+}
+
+/** Frames to seek past before input seeking pays for its cost. */
+const SEEK_MIN_FRAMES = 8;
+
+/** The ffmpeg command line for a request: input seek, frame selection and scaling in the filter graph. */
+export function decodeArgs(req: DecodeRequest): { args: string[]; w: number; h: number } {
+  const { info, indices } = req;
+  const full = scaledSize(info.width, info.height, req.shortSide);
+  const region = req.region ? evenRegion(req.region, full.w, full.h) : undefined;
+  const { w, h } = region ?? full;
+  let first = 0;
+  const args = ["-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1"];
+  if (info.cfr && indices[0] >= SEEK_MIN_FRAMES) {
+    // Half a frame before the first wanted frame: exact for a constant rate (ffmpeg decodes from the
+    // previous keyframe and drops what comes before the seek point).
+    first = indices[0];
+    args.push("-ss", ((first - 0.5) / info.fps).toFixed(6));
+  }
+  args.push("-noautorotate", "-i", req.path, "-map", "0:v:0", "-an", "-sn", "-dn");
+  const rel = indices.map((i) => i - first);
+  const sel = selectExpr(rel);
+  const filters = [`select='${sel}'`];
+  if (full.w !== info.width || full.h !== info.height) {
+    filters.push(`scale=${full.w}:${full.h}:flags=bilinear`);
+  }
+  if (region) filters.push(`crop=${region.w}:${region.h}:${region.x}:${region.y}:exact=1`);
+  args.push("-vf", filters.join(","), "-fps_mode", "passthrough", "-frames:v", String(indices.length));
+  args.push("-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1");
+  return { args, w, h };
+}
+
+/** A region grown to even coordinates and sizes inside a w x h frame (undefined: the whole frame). */
+export function evenRegion(
+  r: { x: number; y: number; w: number; h: number },
+  w: number,
+  h: number,
+): { x: number; y: number; w: number; h: number } | undefined {
+  const x0 = Math.max(0, Math.floor(r.x / 2) * 2);
+  const y0 = Math.max(0, Math.floor(r.y / 2) * 2);
+  const x1 = Math.min(w, Math.ceil((r.x + r.w) / 2) * 2);
+  const y1 = Math.min(h, Math.ceil((r.y + r.h) / 2) * 2);
+  if (x0 === 0 && y0 === 0 && x1 === w && y1 === h) return undefined;
+  return { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+}
+
+/** A select expression true exactly at the given frame numbers (runs of a constant step are folded). */
+export function selectExpr(idx: number[]): string {
+  const terms: string[] = [];
+  let i = 0;
+  while (i < idx.length) {
+    let j = i + 1;
+    const step = j < idx.length ? idx[j] - idx[i] : 0;
+    while (j < idx.length && idx[j] - idx[j - 1] === step) j++;
+    if (j - i >= 3) {
+      const a = idx[i];
+      const b = idx[j - 1];
+      terms.push(
+        step === 1 ? `between(n\\,${a}\\,${b})` : `between(n\\,${a}\\,${b})*not(mod(n-${a}\\,${step}))`,
+      );
+      i = j;
+    } else {
+      terms.push(`eq(n\\,${idx[i]})`);
+      i++;
+    }
+  }
+  return terms.join("+");
+}
+
+/**
+ * Decodes the frames `indices` of one video into a pooled buffer. Throws DecodeError with ffmpeg's
+ * message when ffmpeg fails or delivers fewer frames than asked for (`short` is then true).
+ */
+export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
+  const n = req.indices.length;
+  if (n === 0) throw new RangeError(`No frames to decode from ${req.path}`);
+  for (let i = 1; i < n; i++) {
+    if (!(req.indices[i] > req.indices[i - 1])) {
+      throw new RangeError(`Frame indices must increase, got ${req.indices.join(",")}`);
+    }
+  }
+  const { args, w, h } = decodeArgs(req);
+  const full = scaledSize(req.info.width, req.info.height, req.shortSide);
+  const region = req.region ? evenRegion(req.region, full.w, full.h) : undefined;
+  const bytes = n * w * h * 3;
+  const data = req.pool ? req.pool.acquire(bytes) : new Uint8Array(bytes);
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(ffmpegPath(), {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: req.signal,
+    }).spawn();
+  } catch (e) {
+    req.pool?.release(data);
+    throw new Error(`Cannot run ${ffmpegPath()} (${(e as Error).message}); ${toolHint(ffmpegPath())}`);
+  }
+  const errText = new Response(child.stderr).text();
+  let got = 0;
+  const reader = child.stdout.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.byteLength, bytes - got);
+      data.set(take === value.byteLength ? value : value.subarray(0, take), got);
+      got += take;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const status = await child.status;
+  const stderr = await errText;
+  if (got < bytes) {
+    req.pool?.release(data);
+    const frames = Math.floor(got / (w * h * 3));
+    const why = status.success
+      ? `ffmpeg delivered ${frames} of ${n} frames (the last asked for is frame ${req.indices[n - 1]}, ` +
+        `the container says ${req.info.frames})`
+      : `ffmpeg exited with ${status.code}`;
+    throw new ShortDecodeError(req.path, `${why}: ${tail(stderr)}`, status.success);
+  }
+  return { data, n, h, w, x: region?.x ?? 0, y: region?.y ?? 0 };
+}
+
+/** A decode that ended early; `short` when ffmpeg succeeded but the file has fewer frames than probed. */
+export class ShortDecodeError extends DecodeError {
+  constructor(path: string, detail: string, readonly short: boolean) {
+    super(path, detail);
+  }
+}

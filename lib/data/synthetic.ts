@@ -1,0 +1,233 @@
+/**
+ * Synthetic videos: a coloured shape moving over a textured background, one motion class per label,
+ * encoded to mp4 (libx264) by piping raw frames into ffmpeg. Deterministic from the seed, small and quick,
+ * so the tests and the default pretraining work without downloaded data.
+ */
+import { Rng } from "../rng.ts";
+import { ffmpegPath, runTool } from "./ffmpeg.ts";
+import { mixSeed } from "./seed.ts";
+
+/** The motion of each class, in label order. */
+export const MOTION_CLASSES = [
+  "left",
+  "right",
+  "up",
+  "down",
+  "rotate-cw",
+  "grow",
+  "bounce",
+  "rotate-ccw",
+] as const;
+
+export interface SyntheticOptions {
+  /** Frame width and height (even; 64-128 keeps tests fast). */
+  size?: number;
+  frames?: number;
+  fps?: number;
+}
+
+/**
+ * Renders video `index` of a dataset with seed `seed`: (frames, size, size, 3) RGB. The class decides the
+ * motion; shape, colours, texture and speed come from the seed.
+ */
+export function renderSyntheticVideo(
+  label: number,
+  seed: number,
+  index: number,
+  opts: SyntheticOptions = {},
+): Uint8Array {
+  const size = opts.size ?? 96;
+  const frames = opts.frames ?? 48;
+  if (label < 0 || label >= MOTION_CLASSES.length) {
+    throw new RangeError(`Synthetic class ${label} is not in [0, ${MOTION_CLASSES.length})`);
+  }
+  const rng = new Rng(mixSeed(seed, index));
+  const bg1 = [rng.int(256), rng.int(256), rng.int(256)];
+  const bg2 = [rng.int(256), rng.int(256), rng.int(256)];
+  let fg = [rng.int(256), rng.int(256), rng.int(256)];
+  // Keep the shape visible against the background's mean colour.
+  const contrast = Math.abs(
+    fg[0] + fg[1] + fg[2] - (bg1[0] + bg1[1] + bg1[2] + bg2[0] + bg2[1] + bg2[2]) / 2,
+  );
+  if (contrast < 150) fg = fg.map((v) => 255 - v);
+  const kx = rng.uniform(0.05, 0.3);
+  const ky = rng.uniform(0.05, 0.3);
+  const phase = rng.uniform(0, 2 * Math.PI);
+  const shape = rng.int(3); // 0 disc, 1 square, 2 triangle
+  const r0 = size * rng.uniform(0.12, 0.2);
+  const cx0 = size * rng.uniform(0.35, 0.65);
+  const cy0 = size * rng.uniform(0.35, 0.65);
+  const speed = size * rng.uniform(0.25, 0.4) / frames; // pixels per frame: about a third of the frame
+  const out = new Uint8Array(frames * size * size * 3);
+  const noise = new Uint8Array(size * size);
+  for (let i = 0; i < noise.length; i++) noise[i] = rng.int(24);
+  for (let f = 0; f < frames; f++) {
+    const u = f - (frames - 1) / 2;
+    let cx = cx0;
+    let cy = cy0;
+    let r = r0;
+    let angle = 0;
+    switch (MOTION_CLASSES[label]) {
+      case "left":
+        cx -= u * speed;
+        break;
+      case "right":
+        cx += u * speed;
+        break;
+      case "up":
+        cy -= u * speed;
+        break;
+      case "down":
+        cy += u * speed;
+        break;
+      case "rotate-cw":
+        angle = (f / frames) * Math.PI;
+        break;
+      case "rotate-ccw":
+        angle = -(f / frames) * Math.PI;
+        break;
+      case "grow":
+        r = r0 * (0.6 + (0.9 * f) / frames);
+        break;
+      case "bounce":
+        cy = cy0 + size * 0.25 * Math.abs(Math.sin((3 * Math.PI * f) / frames)) - size * 0.12;
+        break;
+    }
+    const ca = Math.cos(angle);
+    const sa = Math.sin(angle);
+    const base = f * size * size * 3;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        // Shape coordinates: rotated about the centre, in units of r.
+        const dx = (x + 0.5 - cx) / r;
+        const dy = (y + 0.5 - cy) / r;
+        const px = ca * dx + sa * dy;
+        const py = -sa * dx + ca * dy;
+        let inside: boolean;
+        if (shape === 0) inside = px * px + py * py <= 1 && px > -0.6; // a disc with a flat side (rotation shows)
+        else if (shape === 1) inside = Math.abs(px) <= 0.8 && Math.abs(py) <= 0.8;
+        else inside = py <= 0.8 && py >= -0.9 + 1.7 * Math.abs(px);
+        const o = base + (y * size + x) * 3;
+        if (inside) {
+          out[o] = fg[0];
+          out[o + 1] = fg[1];
+          out[o + 2] = fg[2];
+        } else {
+          const m = 0.5 + 0.5 * Math.sin(kx * x + phase) * Math.cos(ky * y);
+          const n = noise[y * size + x];
+          for (let c = 0; c < 3; c++) out[o + c] = Math.min(255, bg1[c] * m + bg2[c] * (1 - m) + n);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Encodes (frames, size, size, 3) RGB to an H.264 mp4 with ffmpeg. */
+export async function encodeMp4(
+  path: string,
+  rgb: Uint8Array,
+  opts: { width: number; height: number; fps: number; crf?: number },
+): Promise<void> {
+  const r = await runTool(ffmpegPath(), [
+    "-hide_banner",
+    "-nostdin",
+    "-v",
+    "error",
+    "-y",
+    "-f",
+    "rawvideo",
+    "-pix_fmt",
+    "rgb24",
+    "-s",
+    `${opts.width}x${opts.height}`,
+    "-r",
+    String(opts.fps),
+    "-i",
+    "pipe:0",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-crf",
+    String(opts.crf ?? 20),
+    "-pix_fmt",
+    "yuv420p",
+    "-threads",
+    "1",
+    "-movflags",
+    "+faststart",
+    "-f",
+    "mp4",
+    path,
+  ], { stdin: rgb });
+  if (r.code !== 0) throw new Error(`ffmpeg could not encode ${path}: ${r.stderr.trim()}`);
+}
+
+export interface SyntheticDatasetOptions extends SyntheticOptions {
+  dir: string;
+  videos?: number;
+  /** Motion classes used (at most MOTION_CLASSES.length); video i has label i mod classes. */
+  classes?: number;
+  seed?: number;
+  /** Parallel encodes (the number of cores). */
+  concurrency?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SyntheticDataset {
+  /** The list file (`path label`, paths relative to dir). */
+  list: string;
+  dataRoot: string;
+  videos: number;
+  classes: number;
+}
+
+/**
+ * Creates (or completes) a synthetic dataset in `dir`: videos/NNNNN.mp4 and list.txt. Idempotent: a
+ * folder made with the same options is left as it is; other options start it anew.
+ */
+export async function ensureSyntheticDataset(opts: SyntheticDatasetOptions): Promise<SyntheticDataset> {
+  const videos = opts.videos ?? 64;
+  const classes = opts.classes ?? 4;
+  const size = opts.size ?? 96;
+  const frames = opts.frames ?? 48;
+  const fps = opts.fps ?? 16;
+  const seed = opts.seed ?? 0;
+  if (!(classes >= 1 && classes <= MOTION_CLASSES.length)) {
+    throw new RangeError(`classes must be in [1, ${MOTION_CLASSES.length}], got ${classes}`);
+  }
+  if (size % 2 !== 0 || size < 16) throw new RangeError(`size must be even and >= 16, got ${size}`);
+  const dir = opts.dir.replace(/\/+$/, "");
+  const list = `${dir}/list.txt`;
+  const metaPath = `${dir}/synthetic.json`;
+  const meta = JSON.stringify({ videos, classes, size, frames, fps, seed, version: 1 });
+  const result = { list, dataRoot: dir, videos, classes };
+  try {
+    if (Deno.readTextFileSync(metaPath) === meta && Deno.statSync(list).isFile) return result;
+  } catch {
+    // Not made yet, or made with other options.
+  }
+  await Deno.remove(list).catch(() => {});
+  await Deno.remove(metaPath).catch(() => {});
+  await Deno.mkdir(`${dir}/videos`, { recursive: true });
+  const names = Array.from({ length: videos }, (_, i) => `videos/${String(i).padStart(5, "0")}.mp4`);
+  let next = 0;
+  let done = 0;
+  const work = async () => {
+    while (next < videos) {
+      const i = next++;
+      const path = `${dir}/${names[i]}`;
+      const tmp = `${path}.tmp.mp4`;
+      const rgb = renderSyntheticVideo(i % classes, seed, i, { size, frames });
+      await encodeMp4(tmp, rgb, { width: size, height: size, fps });
+      await Deno.rename(tmp, path);
+      opts.onProgress?.(++done, videos);
+    }
+  };
+  const n = Math.max(1, opts.concurrency ?? navigator.hardwareConcurrency ?? 2);
+  await Promise.all(Array.from({ length: Math.min(n, videos) }, work));
+  await Deno.writeTextFile(list, names.map((p, i) => `${p} ${i % classes}\n`).join(""));
+  await Deno.writeTextFile(metaPath, meta);
+  return result;
+}
