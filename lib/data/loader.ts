@@ -185,6 +185,8 @@ interface ClipPlan {
 interface JobResult {
   frames: Frames;
   clips: ClipPlan[];
+  /** Videos that failed before this one stood in for them (counted when the batch is consumed). */
+  skipped: SkipRecord[];
 }
 
 /** One video to decode and the clips to cut from it. */
@@ -396,6 +398,7 @@ export class VideoLoader {
       const results = await this.inflight.get(step)!;
       this.inflight.delete(step);
       this.counters.waitedMs += performance.now() - started;
+      for (const r of results) this.counters.skipped.push(...r.skipped);
       this.step++;
       this.schedule();
       const t0 = performance.now();
@@ -497,20 +500,23 @@ export class VideoLoader {
   private async runJob(job: Job): Promise<JobResult> {
     const max = this.opts.maxReplacements ?? 10;
     const reasons: string[] = [];
+    const skipped: SkipRecord[] = [];
     let video = job.video;
     for (let attempt = 0; attempt <= max; attempt++) {
       const entry = this.entries[video];
       const known = this.failed.get(entry.path);
       try {
         if (known) throw new DecodeError(entry.path, known);
-        return await this.decodeJob(job, video, attempt, attempt > 0);
+        const r = await this.decodeJob(job, video, attempt, attempt > 0);
+        r.skipped = skipped;
+        return r;
       } catch (e) {
         if (!(e instanceof DecodeError) || this.closed) throw e;
         const reason = e.detail;
         this.failed.set(entry.path, reason);
         reasons.push(`${entry.path} (${entry.origin}): ${reason}`);
         const epoch = Math.floor(job.step / this.stepsPerEpoch);
-        this.counters.skipped.push({ path: entry.path, origin: entry.origin, reason, epoch, step: job.step });
+        skipped.push({ path: entry.path, origin: entry.origin, reason, epoch, step: job.step });
         this.log(`Skipping ${entry.path} (${entry.origin}), it failed to decode: ${reason}`);
         video = this.replacement(job, attempt);
       }
@@ -609,7 +615,7 @@ export class VideoLoader {
     }
     this.counters.decodedVideos++;
     for (const c of clips) c.box = { ...c.box, x: c.box.x - frames.x, y: c.box.y - frames.y };
-    return { frames, clips };
+    return { frames, clips, skipped: [] };
   }
 
   /** Runs the crop/resize/normalise kernel for every clip into the batch tensor. */
