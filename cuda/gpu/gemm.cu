@@ -5,6 +5,14 @@
 // operand is our B, its second our A, and its (n, m) output with leading dimension n is our row-major C.
 // The bias vector then runs along cuBLASLt's rows, which are our columns, as the ABI wants.
 //
+// Alignment: cuBLASLt algorithms need their minimum alignment on the base pointer and on the leading
+// dimension of every matrix alike (CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_*_BYTES). The heuristic is told the real
+// alignment of each matrix, min(pointer, row length in bytes): that excludes only algorithms the matrix
+// could not meet anyway, so 16-byte aligned shapes keep their tensor-core kernels, and rows of other byte
+// lengths (ViT-g/14's decoder MLP width 2234 in bf16 is 4468 bytes, SSv2's 174 classes are 348) get one
+// that supports them. Where cuBLASLt has no algorithm at all, a SIMT kernel of our own (f32 accumulation)
+// computes the product; VSWIFT_GEMM_FALLBACK=1 forces it, so that the self-test can cover that kernel too.
+//
 // GELU: cuBLASLt's GELU epilogues evaluate the tanh approximation of GELU (PyTorch's fused
 // _addmm_activation notes the same), while the ABI, the host reference and torch.nn.GELU() use the exact
 // erf form; they differ by up to about 5e-4. By default VS_EPI_GELU_BIAS therefore runs the GEMM with the
@@ -187,6 +195,17 @@ uint16_t alignment_of(const void* p) {
   return low >= 256 ? uint16_t(256) : uint16_t(low);
 }
 
+// Alignment of every row start of a matrix: row r begins at p + r * row_bytes.
+uint16_t matrix_alignment(const void* p, int64_t row_bytes) {
+  uint16_t al = alignment_of(p);
+  const uint64_t r = uint64_t(row_bytes);
+  if (r != 0) {
+    const uint64_t low = r & (~r + 1);
+    if (low < al) al = uint16_t(low);
+  }
+  return al;
+}
+
 int lt_check(const char* fn, const char* what, lt::Status s) {
   if (s == lt::kStatusSuccess) return VS_OK;
   return vs_fail(VS_ERR_BLAS, "%s: %s failed: %s (%d)", fn, what, status_text(s), s);
@@ -334,9 +353,15 @@ int run_matmul(const char* fn, const Problem& pr, cudaStream_t stream, bool* no_
     return VS_OK;
   }
   const float alpha = pr.alpha, beta = pr.beta;
-  return lt_check(fn, "cublasLtMatmul",
-                  api->matmul(d.handle, plan->desc, &alpha, pr.b, plan->la, pr.a, plan->lb, &beta, pr.d, plan->lc, pr.d,
-                              plan->lc, &plan->algo, ws, ws_bytes, stream));
+  const lt::Status st = api->matmul(d.handle, plan->desc, &alpha, pr.b, plan->la, pr.a, plan->lb, &beta, pr.d, plan->lc,
+                                    pr.d, plan->lc, &plan->algo, ws, ws_bytes, stream);
+  if (st == lt::kStatusNotSupported) {
+    // Refused before anything was launched: remembered like a heuristic that found nothing.
+    plan->has_algo = false;
+    *no_algo = true;
+    return VS_OK;
+  }
+  return lt_check(fn, "cublasLtMatmul", st);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -362,6 +387,107 @@ __global__ void gemm_k0_kernel(int64_t m, int64_t n, float beta, const T* bias, 
     }
     c[e] = from_f<T>(v);
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// SIMT fallback: C = alpha op(A) op(B) + beta C (beta 0 never reads C) for what cuBLASLt cannot run. One
+// 64 x 64 tile of C per block and step, k in steps of 16 through shared memory, f32 accumulation; any
+// element-aligned pointer and row length. Thread (tx, ty) owns rows ty + 16 r and columns tx + 16 s, so
+// that its shared-memory reads broadcast or fall in distinct banks and its stores coalesce.
+// ------------------------------------------------------------------------------------------------
+constexpr int kFbTile = 64;
+constexpr int kFbK = 16;
+constexpr int kFbThreads = 256;
+
+template <typename TAB, typename TC>
+__global__ void __launch_bounds__(kFbThreads)
+    gemm_fallback_kernel(int64_t m, int64_t n, int64_t k, float alpha, const TAB* a, int trans_a, const TAB* b,
+                         int trans_b, float beta, TC* c) {
+  __shared__ float sa[kFbK][kFbTile + 1];  // sa[kk][i] = op(A)[row0 + i, k0 + kk]
+  __shared__ float sb[kFbK][kFbTile + 1];  // sb[kk][j] = op(B)[k0 + kk, col0 + j]
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int64_t tiles_n = (n + kFbTile - 1) / kFbTile;
+  const int64_t tiles = (m + kFbTile - 1) / kFbTile * tiles_n;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t row0 = tile / tiles_n * kFbTile, col0 = tile % tiles_n * kFbTile;
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+    }
+    for (int64_t k0 = 0; k0 < k; k0 += kFbK) {
+      // Consecutive threads walk each operand's contiguous dimension, so the loads coalesce.
+      for (int e = tid; e < kFbK * kFbTile; e += kFbThreads) {
+        const int ka = trans_a ? e / kFbTile : e % kFbK;
+        const int i = trans_a ? e % kFbTile : e / kFbK;
+        const int64_t ar = row0 + i, ak = k0 + ka;
+        sa[ka][i] = ar < m && ak < k ? to_f(trans_a ? a[ak * m + ar] : a[ar * k + ak]) : 0.0f;
+        const int kb = trans_b ? e % kFbK : e / kFbTile;
+        const int j = trans_b ? e / kFbK : e % kFbTile;
+        const int64_t bc = col0 + j, bk = k0 + kb;
+        sb[kb][j] = bc < n && bk < k ? to_f(trans_b ? b[bc * k + bk] : b[bk * n + bc]) : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < kFbK; ++kk) {
+        float ra[4], rb[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          ra[r] = sa[kk][ty + 16 * r];
+          rb[r] = sb[kk][tx + 16 * r];
+        }
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+#pragma unroll
+          for (int q = 0; q < 4; ++q) acc[r][q] = fmaf(ra[r], rb[q], acc[r][q]);
+        }
+      }
+      __syncthreads();  // the tiles are overwritten by the next k step
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t row = row0 + ty + 16 * r;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int64_t col = col0 + tx + 16 * q;
+        if (row < m && col < n) {
+          TC* p = c + row * n + col;
+          float v = alpha * acc[r][q];
+          if (beta != 0.0f) v += beta * to_f(*p);
+          *p = from_f<TC>(v);
+        }
+      }
+    }
+  }
+}
+
+int launch_gemm_fallback(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const void* a, const void* b, float beta, void* c, cudaStream_t s) {
+  const int64_t tiles = (m + kFbTile - 1) / kFbTile * ((n + kFbTile - 1) / kFbTile);
+  const unsigned grid = grid_for(tiles, 1, 8);
+  if (ab_dtype == VS_F32) {
+    gemm_fallback_kernel<float, float><<<grid, kFbThreads, 0, s>>>(
+        m, n, k, alpha, static_cast<const float*>(a), trans_a, static_cast<const float*>(b), trans_b, beta,
+        static_cast<float*>(c));
+  } else if (c_dtype == VS_F32) {
+    gemm_fallback_kernel<bf16, float><<<grid, kFbThreads, 0, s>>>(m, n, k, alpha, static_cast<const bf16*>(a), trans_a,
+                                                                  static_cast<const bf16*>(b), trans_b, beta,
+                                                                  static_cast<float*>(c));
+  } else {
+    gemm_fallback_kernel<bf16, bf16><<<grid, kFbThreads, 0, s>>>(m, n, k, alpha, static_cast<const bf16*>(a), trans_a,
+                                                                 static_cast<const bf16*>(b), trans_b, beta,
+                                                                 static_cast<bf16*>(c));
+  }
+  return vs_check_launch("vs_gemm (gemm_fallback_kernel)");
+}
+
+bool fallback_requested() {
+  static const bool on = [] {
+    const char* v = getenv("VSWIFT_GEMM_FALLBACK");
+    return v != nullptr && strcmp(v, "1") == 0;
+  }();
+  return on;
 }
 
 bool fused_gelu_requested() {
@@ -416,31 +542,23 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
   }
   const bool use_bias = bias != nullptr && (epilogue == VS_EPI_BIAS || epilogue == VS_EPI_GELU_BIAS);
 
-  // Alignment rules of the CUDA build (see the ABI): 16-byte pointers and 16-byte multiple row lengths.
+  // Pointers need only their element's alignment: the matrices' real alignment steers the choice of
+  // algorithm (see the top of the file) instead of being a precondition.
   const int64_t es_ab = dtype_size(ab_dtype), es_c = dtype_size(c_dtype);
   struct {
     const char* name;
     const void* p;
-    bool check;
-  } ptrs[] = {{"a", a, k > 0}, {"b", b, k > 0}, {"c", c, true}, {"bias", bias, use_bias}, {"aux", aux, aux_epi}};
-  for (const auto& p : ptrs) {
-    if (p.check && !aligned16(p.p)) {
-      return vs_fail(VS_ERR_ALIGN, "%s: %s = %p is not 16-byte aligned", fn, p.name, p.p);
-    }
-  }
-  struct {
-    const char* name;
-    int64_t elems;
     int64_t size;
     bool check;
-  } rows[] = {{"A", trans_a ? m : k, es_ab, k > 0}, {"B", trans_b ? k : n, es_ab, k > 0}, {"C", n, es_c, true}};
-  for (const auto& r : rows) {
-    if (r.check && (r.elems * r.size) % 16 != 0) {
-      return vs_fail(VS_ERR_ALIGN,
-                     "%s: a row of %s is %lld elements = %lld bytes, not a multiple of 16 bytes (m = %lld, n = %lld, "
-                     "k = %lld, trans_a = %d, trans_b = %d)",
-                     fn, r.name, (long long)r.elems, (long long)(r.elems * r.size), (long long)m, (long long)n,
-                     (long long)k, trans_a, trans_b);
+  } ptrs[] = {{"a", a, es_ab, k > 0},
+              {"b", b, es_ab, k > 0},
+              {"c", c, es_c, true},
+              {"bias", bias, es_c, use_bias},
+              {"aux", aux, es_c, aux_epi}};
+  for (const auto& p : ptrs) {
+    if (p.check && (reinterpret_cast<uintptr_t>(p.p) % uintptr_t(p.size)) != 0) {
+      return vs_fail(VS_ERR_ALIGN, "%s: %s = %p is not aligned to its %lld-byte elements", fn, p.name, p.p,
+                     (long long)p.size);
     }
   }
 
@@ -459,9 +577,21 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
 
   const int32_t ab_type = ab_dtype == VS_BF16 ? lt::kR16BF : lt::kR32F;
   const int32_t c_type = c_dtype == VS_BF16 ? lt::kR16BF : lt::kR32F;
+  const int64_t a_row = (trans_a ? m : k) * es_ab, b_row = (trans_b ? k : n) * es_ab, c_row = n * es_c;
   Problem pr;
-  pr.key = PlanKey{int32_t(m), int32_t(n), int32_t(k), ab_type, c_type, trans_a, trans_b, lt::kEpilogueDefault,
-                   alignment_of(a), alignment_of(b), alignment_of(c), 256, 256};
+  pr.key = PlanKey{int32_t(m),
+                   int32_t(n),
+                   int32_t(k),
+                   ab_type,
+                   c_type,
+                   trans_a,
+                   trans_b,
+                   lt::kEpilogueDefault,
+                   matrix_alignment(a, a_row),
+                   matrix_alignment(b, b_row),
+                   matrix_alignment(c, c_row),
+                   256,
+                   256};
   pr.a = a;
   pr.b = b;
   pr.d = c;
@@ -470,8 +600,13 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
   pr.alpha = alpha;
   pr.beta = beta;
 
-  // The fused cuBLASLt GELU epilogues need the aux leading dimension to be a multiple of 8.
-  const bool fused = aux_epi && fused_gelu_requested() && n % 8 == 0;
+  // cuBLASLt reads the bias and aux vectors with no alignment preference to tell it about: its epilogues
+  // get them only 16-byte aligned. The fused GELU epilogues also need the aux leading dimension to be a
+  // multiple of 8.
+  const bool lt_bias = use_bias && aligned16(bias);
+  const bool forced = fallback_requested();
+  const bool fused = aux_epi && fused_gelu_requested() && !forced && n % 8 == 0 && aligned16(aux) &&
+                     (!use_bias || lt_bias);
   bool no_algo = false;
   if (fused) {
     Problem f = pr;
@@ -480,7 +615,7 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
     f.bias = use_bias ? bias : nullptr;
     f.aux = aux;
     f.key.al_bias = alignment_of(f.bias);
-    f.key.al_aux = alignment_of(aux);
+    f.key.al_aux = matrix_alignment(aux, c_row);
     VSW_TRY(run_matmul(fn, f, s, &no_algo));
     if (!no_algo) return VS_OK;
   }
@@ -488,28 +623,24 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
   // Exact GELU path and everything else: at most a bias epilogue, then our own pass.
   Problem g = pr;
   if (epilogue == VS_EPI_GELU_BIAS) g.d = aux;  // aux = A B + bias, then C = gelu(aux)
-  bool bias_done = !use_bias;
-  if (use_bias) {
+  g.key.al_c = matrix_alignment(g.d, c_row);
+  bool bias_done = false;
+  if (lt_bias && !forced) {
     g.key.epilogue = lt::kEpilogueBias;
     g.bias = bias;
     g.key.al_bias = alignment_of(bias);
-    g.key.al_c = alignment_of(g.d);
     VSW_TRY(run_matmul(fn, g, s, &no_algo));
     bias_done = !no_algo;
   }
-  if (!bias_done || !use_bias) {
-    g.key.epilogue = lt::kEpilogueDefault;
-    g.bias = nullptr;
-    g.key.al_bias = 256;
-    g.key.al_c = alignment_of(g.d);
-    VSW_TRY(run_matmul(fn, g, s, &no_algo));
-    if (no_algo) {
-      return vs_fail(VS_ERR_BLAS,
-                     "%s: cuBLASLt has no algorithm for m = %lld, n = %lld, k = %lld, %s x %s -> %s, trans_a = %d, "
-                     "trans_b = %d (library %s)",
-                     fn, (long long)m, (long long)n, (long long)k, dtype_name(ab_dtype), dtype_name(ab_dtype),
-                     dtype_name(c_dtype), trans_a, trans_b, g_lt.path);
+  if (!bias_done) {
+    no_algo = true;
+    if (!forced) {
+      g.key.epilogue = lt::kEpilogueDefault;
+      g.bias = nullptr;
+      g.key.al_bias = 256;
+      VSW_TRY(run_matmul(fn, g, s, &no_algo));
     }
+    if (no_algo) VSW_TRY(launch_gemm_fallback(ab_dtype, c_dtype, trans_a, trans_b, m, n, k, alpha, a, b, beta, g.d, s));
     if (use_bias) VSW_TRY(vs_add_bcast(c_dtype, m, n, g.d, bias, g.d, stream));
   }
   if (epilogue == VS_EPI_GELU_BIAS) return vs_gelu_fwd(c_dtype, m * n, aux, c, stream);

@@ -4,7 +4,7 @@
  * both builds the same bits, poisons pure outputs with NaN first, and compares what comes back.
  */
 import type { Native } from "../ffi/native.ts";
-import { hostPointer, type Pointer } from "../ffi/pointers.ts";
+import { hostPointer, type Pointer, ptrOffset } from "../ffi/pointers.ts";
 import { Rng } from "../rng.ts";
 import type { DType } from "../tensor.ts";
 
@@ -118,6 +118,114 @@ function gemmCases(rng: Rng): KernelCase[] {
     call: (nat, p) =>
       nat.call("vs_gemm", BF16, BF16, 0, 1, m, n, k, 1, p.a, p.b, 0, p.c, p.bias, 1, null, null),
   });
+  out.push(...unalignedGemmCases(rng));
+  return out;
+}
+
+/**
+ * GEMMs whose rows are not a multiple of 16 bytes: ViT-g/14's decoder MLP (width 512, hidden 2234; a
+ * bf16 row of 2234 is 4468 bytes) in every form a training step calls, an odd shape with 2-byte rows,
+ * and inputs offset by one row, as sub-views of a flat buffer are.
+ */
+function unalignedGemmCases(rng: Rng): KernelCase[] {
+  const out: KernelCase[] = [];
+  const [tokens, dim, hidden] = [300, 512, 2234];
+  const forms = [
+    // [name, c dtype, trans_a, trans_b, m, n, k, epilogue, beta]
+    ["fc1 forward NT gelu_bias", "bf16", 0, 1, tokens, hidden, dim, 2, 0],
+    ["fc1 forward NT bias", "bf16", 0, 1, tokens, hidden, dim, 1, 0],
+    ["fc2 forward NT bias", "bf16", 0, 1, tokens, dim, hidden, 1, 0],
+    ["fc2 input grad NN dgelu", "bf16", 0, 0, tokens, hidden, dim, 3, 0],
+    ["fc1 input grad NN", "bf16", 0, 0, tokens, dim, hidden, 0, 0],
+    ["fc1 weight grad TN beta 1", "f32", 1, 0, hidden, dim, tokens, 0, 1],
+    ["fc2 weight grad TN beta 1", "f32", 1, 0, dim, hidden, tokens, 0, 1],
+  ] as const;
+  for (const [what, c, ta, tb, m, n, k, e, beta] of forms) {
+    out.push({
+      name: `vs_gemm bf16->${c} ${what} (ViT-g/14 decoder MLP, m ${m} n ${n} k ${k})`,
+      tol: TOL.bf16,
+      buffers: {
+        a: { dtype: "bf16", n: m * k, data: randn(rng, m * k) },
+        b: { dtype: "bf16", n: k * n, data: randn(rng, k * n, 0.05) },
+        c: { dtype: c, n: m * n, data: beta ? randn(rng, m * n) : undefined, output: true },
+        bias: { dtype: c, n, data: randn(rng, n) },
+        aux: e === 3
+          ? { dtype: c, n: m * n, data: randn(rng, m * n) }
+          : { dtype: c, n: m * n, output: e === 2 },
+      },
+      call: (nat, p) =>
+        nat.call(
+          "vs_gemm",
+          BF16,
+          code(c),
+          ta,
+          tb,
+          m,
+          n,
+          k,
+          1,
+          p.a,
+          p.b,
+          beta,
+          p.c,
+          e === 1 || e === 2 ? p.bias : null,
+          e,
+          e >= 2 ? p.aux : null,
+          null,
+        ),
+    });
+  }
+  // Rows of 2 bytes' alignment (odd n and k in bf16), every transpose.
+  for (const [ta, tb] of [[0, 0], [0, 1], [1, 0], [1, 1]] as const) {
+    const [m, n, k] = [37, 45, 51];
+    out.push({
+      name: `vs_gemm bf16->bf16 ${ta ? "T" : "N"}${tb ? "T" : "N"} bias, odd m ${m} n ${n} k ${k}`,
+      tol: TOL.bf16,
+      buffers: {
+        a: { dtype: "bf16", n: m * k, data: randn(rng, m * k) },
+        b: { dtype: "bf16", n: k * n, data: randn(rng, k * n, 0.2) },
+        c: { dtype: "bf16", n: m * n, output: true },
+        bias: { dtype: "bf16", n, data: randn(rng, n) },
+      },
+      call: (nat, p) =>
+        nat.call("vs_gemm", BF16, BF16, ta, tb, m, n, k, 1, p.a, p.b, 0, p.c, p.bias, 1, null, null),
+    });
+  }
+  // Operands and bias starting one element (a, bias) or one row (b) into their buffers, as sub-views of
+  // flat buffers do: 2-, 4- and 4-byte aligned pointers.
+  {
+    const [m, n, k] = [300, 2234, 512];
+    out.push({
+      name: `vs_gemm bf16->f32 NN bias, inputs offset into their buffers (m ${m} n ${n} k ${k})`,
+      tol: TOL.bf16,
+      buffers: {
+        a: { dtype: "bf16", n: m * k + 1, data: randn(rng, m * k + 1) },
+        b: { dtype: "bf16", n: (k + 1) * n, data: randn(rng, (k + 1) * n, 0.05) },
+        c: { dtype: "f32", n: m * n, output: true },
+        bias: { dtype: "f32", n: n + 1, data: randn(rng, n + 1) },
+      },
+      call: (nat, p) =>
+        nat.call(
+          "vs_gemm",
+          BF16,
+          F32,
+          0,
+          0,
+          m,
+          n,
+          k,
+          1,
+          ptrOffset(p.a, 2),
+          ptrOffset(p.b, n * 2),
+          0,
+          p.c,
+          ptrOffset(p.bias, 4),
+          1,
+          null,
+          null,
+        ),
+    });
+  }
   return out;
 }
 
