@@ -3,7 +3,7 @@
  * math in a native kernel library (host: C + OpenMP + OpenBLAS; GPU: CUDA, cuBLASLt, NCCL).
  *
  * ```ts
- * import { createPretrainModel, Graph, Rng, uploadVideo, readScalar } from "./mod.ts";
+ * import { createPretrainModel, Graph, loadConfig, pretrain, readScalar, Rng, uploadVideo } from "./mod.ts";
  *
  * const model = await createPretrainModel("tiny", { dtype: "f32", seed: 0 });
  * const g = new Graph();
@@ -12,6 +12,10 @@
  * g.backward(loss); // gradients land in model.store.grad
  * console.log(readScalar(loss), pred.shape);
  * g.reset();
+ *
+ * // The pretraining loop, one StepMetrics per step:
+ * const cfg = await loadConfig("configs/default.yaml", ["--train.steps", "20"]);
+ * for await (const m of pretrain(cfg)) console.log(m.step, m.loss);
  * ```
  * @module
  */
@@ -53,6 +57,14 @@ export {
 } from "./lib/io/safetensors.ts";
 export { AdamW, type AdamWOptions, vswiftDecays } from "./lib/train/adamw.ts";
 export { countFlops, flopsTable, fvcoreFormat } from "./lib/model/flops.ts";
+export { applyOverrides, defaultConfig, loadConfig, type PretrainConfig } from "./lib/train/config.ts";
+export {
+  formatLine,
+  type LoopOptions,
+  pretrain,
+  type RunSummary,
+  type StepMetrics,
+} from "./lib/train/pretrain_loop.ts";
 
 /** Options for building a model on the device. */
 export interface CreateOptions {

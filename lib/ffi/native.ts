@@ -51,6 +51,8 @@ function formatArg(a: unknown): string {
 /** An opened kernel library. */
 export class Native {
   readonly symbols: NativeSymbols;
+  /** Why the CUDA build is not in use, when "auto" fell back to the host. */
+  fallbackReason?: string;
   constructor(
     private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>,
     readonly backend: Backend,
@@ -150,6 +152,20 @@ export class Native {
     return { free: Number(out[0]), total: Number(out[1]) };
   }
 
+  /** A new NCCL unique id (128 bytes), made on one rank and shared with the others. */
+  ncclUniqueId(): Uint8Array {
+    const id = new Uint8Array(128);
+    this.call("vs_nccl_unique_id", Deno.UnsafePointer.of(id));
+    return id;
+  }
+
+  /** Joins an NCCL communicator of `nranks` as `rank`; returns its handle. */
+  ncclCommInit(nranks: number, id: Uint8Array, rank: number): Deno.PointerValue {
+    const out = new BigUint64Array(1);
+    this.call("vs_nccl_comm_init", Deno.UnsafePointer.of(out), nranks, Deno.UnsafePointer.of(id), rank);
+    return Deno.UnsafePointer.create(out[0]);
+  }
+
   close(): void {
     this.lib.close();
   }
@@ -227,8 +243,10 @@ export async function openNative(
     );
   }
   let n: Native | undefined;
+  let fallback: string | undefined;
   if (choice !== "host") {
     const cuda = await loadLibrary("cuda", { build: choice === "cuda" });
+    fallback = cuda.why;
     if (cuda.devices > 0) n = cuda.native;
     else {
       cuda.native?.close();
@@ -240,6 +258,7 @@ export async function openNative(
     const host = await loadLibrary("host");
     if (!host.native) throw new Error(host.why);
     n = host.native;
+    n.fallbackReason = fallback;
   }
   n.call("vs_init", opts.deviceIndex ?? 0);
   current = n;

@@ -1,0 +1,226 @@
+/**
+ * Pretraining: configuration, schedule, TensorBoard files, and the loop itself on generated clips
+ * (the loss falls; an interrupted run resumes to the same weights; a broken checkpoint is refused).
+ */
+import assert from "node:assert/strict";
+import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
+import { crc32c, readEvents, TensorBoardWriter } from "../lib/io/tensorboard.ts";
+import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
+import { applyOverrides, defaultConfig, loadConfig, type PretrainConfig } from "../lib/train/config.ts";
+import { listCheckpoints } from "../lib/train/checkpoint.ts";
+import { pretrain, type StepMetrics } from "../mod.ts";
+import { CosineSchedule } from "../lib/train/schedule.ts";
+import "./helpers.ts";
+
+Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/c.yaml`;
+  await Deno.writeTextFile(path, "optim:\n  lr: 2.0e-4\n  betas: [0.9, 0.98]\ndata:\n  source: memory\n");
+  const cfg = await loadConfig(path, ["--train.batch_size", "12", "--optim.clip_grad=0.05", "--data.flip"]);
+  assert.equal(cfg.optim.lr, 2e-4);
+  assert.deepEqual(cfg.optim.betas, [0.9, 0.98]);
+  assert.equal(cfg.train.batch_size, 12);
+  assert.equal(cfg.optim.clip_grad, 0.05);
+  assert.equal(cfg.data.flip, true);
+  assert.equal(cfg.optim.weight_decay, 0.05); // V-SWIFT's default stays
+  await assert.rejects(
+    loadConfig(path, ["--optim.lrr", "1"]),
+    /Unknown config key "optim.lrr" \(command line\); optim has lr, min_lr/,
+  );
+  await assert.rejects(
+    loadConfig(path, ["--train.batch_size", "0"]),
+    /train.batch_size must be an integer >= 1, got "0" \(command line\)/,
+  );
+  await assert.rejects(loadConfig(path, ["--mask.ratio", "1.5"]), /mask.ratio must be a number >= 0 and < 1/);
+  await assert.rejects(
+    loadConfig(path, ["--model.dtype", "fp8"]),
+    /model.dtype must be one of auto, bf16, f32/,
+  );
+  await Deno.writeTextFile(path, "optim:\n  learning_rate: 1\n");
+  await assert.rejects(
+    loadConfig(path),
+    new RegExp(`Unknown config key "optim.learning_rate" \\(${path}\\)`),
+  );
+  await assert.rejects(loadConfig(`${dir}/missing.yaml`), /Cannot read config file .*missing.yaml/);
+  await assert.rejects(loadConfig(undefined), /No data: set data.list/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("every shipped config loads", async () => {
+  for (const e of Deno.readDirSync(new URL("../configs/", import.meta.url))) {
+    const cfg = await loadConfig(new URL(`../configs/${e.name}`, import.meta.url).pathname, [
+      "--data.source",
+      "memory",
+    ]);
+    assert.ok(cfg.train.batch_size >= 1, e.name);
+  }
+});
+
+Deno.test("schedule: warmup from exactly 0 to the base lr, then cosine to min_lr", () => {
+  const s = new CosineSchedule(1e-3, 1e-5, 5, 25);
+  assert.equal(s.at(0), 0);
+  assert.equal(s.at(4), 1e-3); // numpy linspace includes the end point
+  assert.ok(Math.abs(s.at(2) - 5e-4) < 1e-15);
+  assert.equal(s.at(5), 1e-3); // cos(0) starts the cosine at base
+  assert.ok(Math.abs(s.at(15) - (1e-5 + 0.5 * (1e-3 - 1e-5))) < 1e-12); // halfway through the cosine
+  assert.ok(s.at(24) > 1e-5 && s.at(24) < 2e-5);
+  // V-SWIFT SSv2 ViT-B: 82 steps per epoch, 40 warmup epochs of 1200.
+  const v = new CosineSchedule(1e-3, 1e-5, 40 * 82, 1200 * 82);
+  assert.ok(Math.abs(v.at(3279) - 1e-3) < 1e-15);
+});
+
+Deno.test("TensorBoard: CRC32C, scalars and a PNG read back from the event file", async () => {
+  assert.equal(crc32c(new TextEncoder().encode("123456789")), 0xe3069283);
+  const dir = await Deno.makeTempDir();
+  const w = new TensorBoardWriter(dir);
+  w.scalar("loss", 0.75, 10);
+  w.image("reconstruction", Uint8Array.from([137, 80, 78, 71]), 4, 2, 10);
+  w.close();
+  const events = readEvents(await Deno.readFile(w.path));
+  assert.equal(events[0].fileVersion, "brain.Event:2");
+  assert.deepEqual(events[1].scalars, [{ tag: "loss", value: 0.75 }]);
+  assert.equal(events[1].step, 10);
+  assert.deepEqual([events[2].images[0].tag, events[2].images[0].width, events[2].images[0].height], [
+    "reconstruction",
+    4,
+    2,
+  ]);
+  assert.match(w.path, /events\.out\.tfevents\.\d+\./);
+  await Deno.remove(dir, { recursive: true });
+});
+
+const dataDir = await Deno.makeTempDir({ prefix: "vswift-pretrain-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(dataDir, { recursive: true }));
+const dataset = await ensureSyntheticDataset({
+  dir: `${dataDir}/shapes`,
+  videos: 8,
+  size: 48,
+  frames: 24,
+  seed: 3,
+});
+
+function tinyConfig(output: string, overrides: string[] = []): PretrainConfig {
+  const cfg = defaultConfig();
+  applyOverrides(cfg, [
+    ...[
+      "--model.size",
+      "tiny",
+      "--model.decoder_depth",
+      "1",
+      "--model.input_size",
+      "32",
+      "--model.frames",
+      "4",
+    ],
+    ...[
+      "--mask.ratio",
+      "0.75",
+      "--data.source",
+      "list",
+      "--data.list",
+      dataset.list,
+      "--data.root",
+      dataset.dataRoot,
+    ],
+    ...["--data.short_side", "36", "--data.workers", "2", "--data.sampling_rate", "2", "--data.repeats", "2"],
+    ...["--optim.lr", "2e-3", "--optim.warmup_steps", "2", "--train.batch_size", "4", "--train.steps", "12"],
+    ...[
+      "--train.output",
+      output,
+      "--train.save_every",
+      "4",
+      "--train.vis_every",
+      "12",
+      "--train.log_every",
+      "4",
+    ],
+    ...["--train.device", "host", "--model.dtype", "f32"],
+    ...overrides,
+  ]);
+  return cfg;
+}
+
+async function run(
+  cfg: PretrainConfig,
+  signal?: AbortSignal,
+  stopAfter?: () => void,
+): Promise<StepMetrics[]> {
+  const steps: StepMetrics[] = [];
+  const it = pretrain(cfg, { signal });
+  for (;;) {
+    const r = await it.next();
+    if (r.done) break;
+    steps.push(r.value);
+    if (steps.length === 5) stopAfter?.();
+  }
+  return steps;
+}
+
+async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
+  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
+  const file = await loadSafetensors(`${last.path}/model.safetensors`);
+  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
+}
+
+Deno.test("the tiny model pretrains on generated clips: loss falls; logs, TensorBoard and a PNG are written", async () => {
+  const out = `${dataDir}/run-a`;
+  const steps = await run(tinyConfig(out, ["--train.steps", "24"]));
+  assert.equal(steps.length, 24);
+  const mean = (a: StepMetrics[]) => a.reduce((s, m) => s + m.loss, 0) / a.length;
+  assert.ok(
+    mean(steps.slice(-4)) < 0.95 * mean(steps.slice(0, 4)),
+    `loss ${mean(steps.slice(0, 4))} -> ${mean(steps.slice(-4))}`,
+  );
+  assert.ok(steps.every((m) => Number.isFinite(m.loss) && m.videosPerSecond > 0));
+  const lines = (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.equal(lines.length, 6);
+  assert.ok(lines.every((l) => Number.isFinite(l.gradNorm)));
+  const tb = [...Deno.readDirSync(`${out}/tensorboard`)].map((e) => e.name);
+  assert.equal(tb.length, 1);
+  const events = readEvents(await Deno.readFile(`${out}/tensorboard/${tb[0]}`));
+  assert.ok(events.some((e) => e.scalars.some((s) => s.tag === "loss")));
+  assert.ok(events.some((e) => e.images.length === 1));
+  const png = await Deno.readFile(`${out}/reconstructions/step-00000024.png`);
+  assert.deepEqual([...png.subarray(1, 4)], [80, 78, 71]); // "PNG"
+  assert.deepEqual(listCheckpoints(`${out}/checkpoints`).map((c) => c.step), [16, 20, 24]); // every 4, the last 3 kept
+});
+
+Deno.test("an interrupted run resumes to the same weights as an uninterrupted one", async () => {
+  const whole = `${dataDir}/run-whole`;
+  await run(tinyConfig(whole));
+  const parts = `${dataDir}/run-parts`;
+  const stop = new AbortController();
+  const first = await run(tinyConfig(parts), stop.signal, () => stop.abort());
+  assert.equal(first.length, 5); // stopped after the step during which the signal came
+  assert.deepEqual(listCheckpoints(`${parts}/checkpoints`).map((c) => c.step), [4, 5]);
+  const rest = await run(tinyConfig(parts));
+  assert.deepEqual(rest.map((m) => m.step), [6, 7, 8, 9, 10, 11, 12]);
+  const a = await finalWeights(whole);
+  const b = await finalWeights(parts);
+  assert.equal(a.size, b.size);
+  for (const [name, v] of a) assert.deepEqual(b.get(name), v, name);
+});
+
+Deno.test("a corrupt or partial checkpoint is refused with a clear message", async () => {
+  const out = `${dataDir}/run-corrupt`;
+  await run(tinyConfig(out, ["--train.steps", "4"]));
+  const last = listCheckpoints(`${out}/checkpoints`).pop()!;
+  const weights = await Deno.readFile(`${last.path}/model.safetensors`);
+  await Deno.writeFile(`${last.path}/model.safetensors`, weights.subarray(0, weights.length - 100));
+  await assert.rejects(
+    run(tinyConfig(out, ["--train.steps", "8"])),
+    new RegExp(`Checkpoint ${last.path} is corrupt or incomplete: .*truncated or corrupt`),
+  );
+  await Deno.writeFile(`${last.path}/model.safetensors`, weights);
+  await Deno.remove(`${last.path}/state.json`);
+  await assert.rejects(
+    run(tinyConfig(out, ["--train.steps", "8"])),
+    /is corrupt or incomplete: state.json cannot be read/,
+  );
+  // A temporary folder left by a crash mid-save is never taken for a checkpoint.
+  await Deno.writeTextFile(`${last.path}/state.json`, "{}");
+  await Deno.rename(last.path, `${last.path}.tmp-99999`);
+  assert.deepEqual(listCheckpoints(`${out}/checkpoints`), []);
+});
