@@ -280,6 +280,30 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
                              float crop_h, int64_t out_h, int64_t out_w, int antialias, int flip,
                              const float* mean_std, void* out, vs_stream stream);
 
+/* ---------------------------------------------------------------------------------------------------
+ * Fine-tuning augmentation on a batch: mixup, CutMix and random erasing (timm's recipe as V-SWIFT uses
+ * it). The partner of sample i is sample b - 1 - i (the batch reversed, timm's flip(0)); the kernels work
+ * in place and read each pair before writing it, so no copy of the batch is needed.
+ * ------------------------------------------------------------------------------------------------- */
+
+/* x: (b, inner) in dtype (f32 or bf16), in place: x[i] = lam * x[i] + (1 - lam) * x[b - 1 - i], all
+ * from the values before the call (the middle sample of an odd batch keeps its values). */
+int vs_mix_batch(int dtype, int64_t b, int64_t inner, float lam, void* x, vs_stream stream);
+/* x: (b, planes, h, w), in place: the box rows [y0, y1) x columns [x0, x1) of every plane of sample i
+ * take the values sample b - 1 - i had there (the samples of a pair swap the box). One box for all
+ * planes: a video seen as (B, C T, H, W) gets the same box in every frame and channel. */
+int vs_cutmix_batch(int dtype, int64_t b, int64_t planes, int64_t h, int64_t w, int64_t y0, int64_t y1,
+                    int64_t x0, int64_t x1, void* x, vs_stream stream);
+/* x: (c, t, h, w), one clip, in place: the box rows [y0, y0 + eh) x columns [x0, x0 + ew) of every
+ * channel and frame become standard normal noise (fresh per channel, frame and pixel). The noise is a
+ * function of (seed, element) only, so both builds write the same values: element
+ * e = ((ch * t + f) * eh + (y - y0)) * ew + (x - x0); with m(v) the murmur3 32-bit finaliser and
+ * key(k) = m(seed ^ m(k + 0x9e3779b9)) (uint32 arithmetic), u1 = (key(2e) + 0.5) / 2^32,
+ * u2 = key(2e + 1) / 2^32, value = sqrt(-2 ln u1) cos(2 pi u2) computed in double, rounded to f32 (then
+ * to bf16). */
+int vs_random_erase(int dtype, int64_t c, int64_t t, int64_t h, int64_t w, int64_t y0, int64_t x0,
+                    int64_t eh, int64_t ew, uint32_t seed, void* x, vs_stream stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@ const P = "pointer" as const;
 const I32 = "i32" as const;
 const I64 = "i64" as const;
 const F32 = "f32" as const;
+const U32 = "u32" as const;
 
 const fn = <const A extends readonly Deno.NativeType[]>(...parameters: A) =>
   ({ parameters, result: I32 }) as const;
@@ -101,6 +102,10 @@ export const SYMBOLS = {
     P,
     P,
   ),
+
+  vs_mix_batch: fn(I32, I64, I64, F32, P, P),
+  vs_cutmix_batch: fn(I32, I64, I64, I64, I64, I64, I64, I64, I64, P, P),
+  vs_random_erase: fn(I32, I64, I64, I64, I64, I64, I64, I64, I64, U32, P, P),
 } as const;
 
 export type NativeSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];

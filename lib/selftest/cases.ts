@@ -7,6 +7,7 @@ import type { Native } from "../ffi/native.ts";
 import { hostPointer, type Pointer, ptrOffset } from "../ffi/pointers.ts";
 import { Rng } from "../rng.ts";
 import type { DType } from "../tensor.ts";
+import { mixCases } from "./mix_cases.ts";
 
 export interface CaseBuffer {
   dtype: DType;
@@ -773,5 +774,6 @@ export function kernelCases(seed = 2024): KernelCase[] {
     ...videoCases(rng),
     ...augmentCases(rng),
     ...optimCases(rng),
+    ...mixCases(rng),
   ];
 }
