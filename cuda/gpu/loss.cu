@@ -43,7 +43,11 @@ __global__ void __launch_bounds__(kXentWarps * 32)
   for (int64_t k = lane; k < classes; k += 32) s += expf(to_f(x[k]) - m);
   const float lse = m + logf(warp_sum(s));
   float l = 0.0f;
-  for (int64_t k = lane; k < classes; k += 32) l += t[k] * (lse - to_f(x[k]));
+  // Zero targets are skipped, as in the host build: a -inf logit with no weight must add 0, not 0 * inf.
+  for (int64_t k = lane; k < classes; k += 32) {
+    const float tk = t[k];
+    if (tk != 0.0f) l += tk * (lse - to_f(x[k]));
+  }
   l = warp_sum(l);
   if (lane == 0) {
     lse_out[row] = lse;

@@ -119,6 +119,11 @@ int video_args(const char* fn, int in_dtype, int64_t b, int64_t c, int64_t t, in
   if (c < 1 || c > kMaxChannels) {
     return vs_fail(VS_ERR_ARG, "%s: c = %lld channels, supported 1..%d", fn, (long long)c, kMaxChannels);
   }
+  // As the host build: a clip that does not tile exactly is refused rather than silently cropped.
+  if (t % tubelet != 0 || h % patch != 0 || w % patch != 0) {
+    return vs_fail(VS_ERR_ARG, "%s: t = %lld must be a multiple of tubelet %lld, h = %lld and w = %lld of patch %lld",
+                   fn, (long long)t, (long long)tubelet, (long long)h, (long long)w, (long long)patch);
+  }
   g->c = c;
   g->t = t;
   g->h = h;
@@ -142,6 +147,10 @@ int video_args(const char* fn, int in_dtype, int64_t b, int64_t c, int64_t t, in
     for (int64_t i = 0; i < c; ++i) {
       nrm->mean[i] = mean_std[i];
       nrm->std[i] = mean_std[c + i];
+      if (!(isfinite(nrm->mean[i]) && isfinite(nrm->std[i]) && nrm->std[i] != 0.0f)) {
+        return vs_fail(VS_ERR_ARG, "%s: mean_std for channel %lld is mean %g, std %g; both must be finite, std non-zero",
+                       fn, (long long)i, double(nrm->mean[i]), double(nrm->std[i]));
+      }
     }
   }
   if (b > 0 && n_idx > 0) VSW_TRY(check_ptr(fn, "video", video));
@@ -201,6 +210,12 @@ int vs_patch_target(int in_dtype, int64_t b, int64_t c, int64_t t, int64_t h, in
   VideoGeom g;
   ChannelNorm nrm;
   VSW_TRY(video_args(fn, in_dtype, b, c, t, h, w, tubelet, patch, mean_std, video, idx, n_idx, &g, &nrm));
+  // The unbiased variance divides by tubelet * patch^2 - 1.
+  if (tubelet * patch * patch < 2) {
+    return vs_fail(VS_ERR_ARG, "%s: tubelet * patch * patch must be >= 2 for an unbiased variance (tubelet %lld, patch %lld)",
+                   fn, (long long)tubelet, (long long)patch);
+  }
+  if (!(eps >= 0.0f)) return vs_fail(VS_ERR_ARG, "%s: eps = %g must be >= 0", fn, double(eps));
   if (b == 0 || n_idx == 0) return VS_OK;
   VSW_TRY(check_ptr(fn, "target", target));
   const unsigned grid = grid_for(b * n_idx, 1, 32);

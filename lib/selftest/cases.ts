@@ -712,6 +712,18 @@ function lossCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
         k.call("vs_softmax_xent_bwd", c, rows, classes, p.z, p.t, p.lse, p.dl, p.d, null);
       },
     },
+    {
+      // A masked-out class: a -inf logit under a zero target adds nothing (not 0 * inf = NaN).
+      name: `vs_softmax_xent_fwd ${dt} with -inf logits under zero targets`,
+      tol: TOL[dt],
+      buffers: {
+        z: { dtype: dt, n: rows * classes, data: logits.map((v, i) => (i % classes === 3 ? -Infinity : v)) },
+        t: { dtype: "f32", n: rows * classes, data: soft.map((v, i) => (i % classes === 3 ? 0 : v)) },
+        l: { dtype: "f32", n: 1, output: true },
+        lse: { dtype: "f32", n: rows, output: true },
+      },
+      call: (k, p) => k.call("vs_softmax_xent_fwd", c, rows, classes, p.z, p.t, p.l, p.lse, null),
+    },
   ];
 }
 
