@@ -5,7 +5,7 @@
  *
  * Data: --list/--data-root, or by default the Kinetics sample clips of ../shared/data cut into 3 s chunks
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
- * Probing is cached (the first pass over the files is timed separately), as in training after epoch 1.
+ * Probing is cached (a warm-up pass probes every file), as in training after the first epoch.
  */
 import { parseArgs } from "node:util";
 import { openNative } from "../lib/ffi/native.ts";
@@ -31,6 +31,7 @@ const { values: a } = parseArgs({
     repeats: { type: "string", default: "1,4" },
     dtype: { type: "string", default: "f32" },
     device: { type: "string", default: "host" },
+    trials: { type: "string", default: "3" },
   },
 });
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -95,59 +96,87 @@ async function ffmpegAlone(rounds: number): Promise<number> {
   return jobs.length / ((performance.now() - t0) / 1000);
 }
 
-async function loaderRate(repeats: number): Promise<{ rate: number; waited: number; assemble: number }> {
-  const batch = Number(a.batch) * repeats;
-  const base = {
+function loaderOptions(repeats: number, seed: number) {
+  return {
     list: data.list,
     dataRoot: data.dataRoot || undefined,
     mode: "pretrain" as const,
-    batchSize: batch,
+    batchSize: Number(a.batch) * repeats,
     frames: Number(a.frames),
     samplingRate: Number(a["sampling-rate"]),
     inputSize: Number(a["input-size"]),
     shortSide: Number(a["short-side"]),
     repeats,
     workers,
+    seed,
     dtype: a.dtype as "f32" | "bf16",
     probeCache: `${root}runs/bench_loader/probe_cache.json`,
   };
-  const arena = new Arena(64 << 20);
-  // Warm-up: probes every file once (cached) and builds the arena.
-  const warm = new VideoLoader({ ...base, seed: 99 });
-  for (let i = 0; i < Math.ceil(files.length / (batch / repeats)) + 1; i++) {
-    await warm.next(arena);
+}
+
+/** One pass that probes every file (saved to the probe cache) and grows the arena. */
+async function warmUp(repeats: number): Promise<void> {
+  const opts = loaderOptions(repeats, 999);
+  const loader = new VideoLoader(opts);
+  for (let i = 0; i < Math.ceil(files.length / (opts.batchSize / repeats)) + 1; i++) {
+    await loader.next(arena);
     arena.reset();
   }
-  await warm.close();
-  const loader = new VideoLoader({ ...base, seed: 1 });
-  const steps = Math.max(2, Math.round(videosWanted / (batch / repeats)));
-  await loader.next(arena); // the first batch includes the pipeline's start-up
-  arena.reset();
+  await loader.close();
+}
+
+/**
+ * Clips per second of a fresh loader over about --videos videos, from its construction (the pipeline
+ * fills up inside the timed span) to the last batch; close() then stops what it prefetched, so nothing
+ * runs on into the next measurement.
+ */
+async function loaderRate(
+  repeats: number,
+  seed: number,
+): Promise<{ rate: number; waited: number; kernels: number }> {
+  const opts = loaderOptions(repeats, seed);
+  const steps = Math.max(2, Math.round(videosWanted / (opts.batchSize / repeats)));
   const t0 = performance.now();
+  const loader = new VideoLoader(opts);
   for (let i = 0; i < steps; i++) {
     await loader.next(arena);
     arena.reset();
   }
   const secs = (performance.now() - t0) / 1000;
   const st = await loader.close();
-  arena.dispose();
-  return { rate: (steps * batch) / secs, waited: st.waitedMs / st.steps, assemble: st.assembleMs / st.steps };
+  return {
+    rate: (steps * opts.batchSize) / secs,
+    waited: st.waitedMs / st.steps,
+    kernels: st.assembleMs / st.steps,
+  };
 }
 
+const arena = new Arena(64 << 20);
+const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
 console.log(`data: ${data.what} (${files.length} files); ${workers} decode processes; ${Deno.build.arch}`);
 console.log(
   `clip: ${a.frames} frames, stride ${a["sampling-rate"]}, decoded at short side ${a["short-side"]}, ` +
     `multi-scale crop to ${a["input-size"]}, ${a.dtype} output`,
 );
 const rounds = Math.max(1, Math.round(videosWanted / files.length));
-const baseline = await ffmpegAlone(rounds);
-console.log(`ffmpeg -threads 1 ... -f null - alone: ${baseline.toFixed(1)} files/s`);
+const trials = Number(a.trials);
+// Other work on the machine moves both figures; baseline and loader alternate, and the median of the
+// per-trial ratios is reported.
 for (const k of a.repeats.split(",").map(Number)) {
-  const r = await loaderRate(k);
+  await warmUp(k);
+  const base: number[] = [];
+  const runs: { rate: number; waited: number; kernels: number }[] = [];
+  for (let t = 0; t < trials; t++) {
+    base.push(await ffmpegAlone(rounds));
+    runs.push(await loaderRate(k, t + 1));
+  }
+  const ratios = runs.map((r, i) => r.rate / base[i]);
+  const m = runs[ratios.indexOf(median(ratios))];
   console.log(
-    `loader, repeated sampling ${k}: ${r.rate.toFixed(1)} clips/s = ${
-      (r.rate / baseline).toFixed(2)
-    } x ffmpeg's ` +
-      `files/s (per batch: waited ${r.waited.toFixed(0)} ms, kernels ${r.assemble.toFixed(0)} ms)`,
+    `repeated sampling ${k}: ffmpeg alone ${median(base).toFixed(1)} files/s, loader ` +
+      `${median(runs.map((r) => r.rate)).toFixed(1)} clips/s; ratio ${median(ratios).toFixed(2)} (trials: ` +
+      `${ratios.map((r) => r.toFixed(2)).join(", ")}; per batch: waited ${m.waited.toFixed(0)} ms, ` +
+      `kernels ${m.kernels.toFixed(0)} ms)`,
   );
 }
+arena.dispose();

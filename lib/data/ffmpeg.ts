@@ -366,14 +366,25 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
   }
   const errText = new Response(child.stderr).text();
   let got = 0;
-  const reader = child.stdout.getReader();
+  // A BYOB reader fills the pooled buffer in place (each read transfers its ArrayBuffer and hands back
+  // a view of the same memory).
+  let buf = data;
+  const capacity = data.byteLength;
+  const reader = child.stdout.getReader({ mode: "byob" });
   try {
-    while (true) {
-      const { value, done } = await reader.read();
+    while (got < bytes) {
+      const { value, done } = await reader.read(
+        new Uint8Array(buf.buffer, got, Math.min(bytes - got, 1 << 20)),
+      );
+      if (value) {
+        buf = new Uint8Array(value.buffer, 0, capacity);
+        got += value.byteLength;
+      }
       if (done) break;
-      const take = Math.min(value.byteLength, bytes - got);
-      data.set(take === value.byteLength ? value : value.subarray(0, take), got);
-      got += take;
+    }
+    if (got >= bytes) {
+      // Drain whatever follows (there should be nothing) so that ffmpeg can exit.
+      while (!(await reader.read(new Uint8Array(4096))).done) { /* discard */ }
     }
   } finally {
     reader.releaseLock();
@@ -381,7 +392,7 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
   const status = await child.status;
   const stderr = await errText;
   if (got < bytes) {
-    req.pool?.release(data);
+    req.pool?.release(buf);
     const frames = Math.floor(got / (w * h * 3));
     const why = status.success
       ? `ffmpeg delivered ${frames} of ${n} frames (the last asked for is frame ${req.indices[n - 1]}, ` +
@@ -389,7 +400,7 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
       : `ffmpeg exited with ${status.code}`;
     throw new ShortDecodeError(req.path, `${why}: ${tail(stderr)}`, status.success);
   }
-  return { data, n, h, w, x: region?.x ?? 0, y: region?.y ?? 0 };
+  return { data: buf, n, h, w, x: region?.x ?? 0, y: region?.y ?? 0 };
 }
 
 /** A decode that ended early; `short` when ffmpeg succeeded but the file has fewer frames than probed. */
