@@ -176,6 +176,24 @@ Deno.test("ranks see disjoint parts of one permutation; repeated sampling draws 
   assert.deepEqual([m.b, m.tokens, m.nVisible], [4, 4 * 16, 4 * 4]);
 });
 
+Deno.test("limited-storage mode: local ranks split the node's list; an epoch is a sample count", async () => {
+  const opts = { ...base, worldSize: 4, batchSize: 2, samplesPerEpoch: 16, localWorldSize: 2 };
+  const seen: number[][] = [];
+  for (const localRank of [0, 1]) {
+    const loader = new VideoLoader({ ...opts, rank: 2 + localRank, localRank });
+    assert.equal(loader.stepsPerEpoch, 2); // 16 samples / 4 ranks / 2 per step
+    await loader.close();
+    const out = await run({ ...opts, rank: 2 + localRank, localRank }, 4); // 3 steps per local data epoch
+    seen.push(out.slice(0, 3).flatMap((o) => o.batch.keys.map((k) => k.video)));
+    assert.deepEqual(out.map((o) => o.batch.epoch), [0, 0, 1, 1]);
+  }
+  assert.equal(
+    new Set([...seen[0], ...seen[1]]).size,
+    12,
+    "one local data epoch covers the node's list once",
+  );
+});
+
 Deno.test("a video that fails to decode is reported, skipped and replaced from the same shard", async () => {
   const broken = `${tmp}/broken.mp4`;
   await Deno.writeTextFile(broken, "this is not a video");
