@@ -19,6 +19,7 @@ import { copyToDevice, hostPointer } from "../ffi/pointers.ts";
 import { allocPersistent, type Arena, freePersistent } from "../memory.ts";
 import { type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
 import { type Box, cropResizeNormalize } from "../ops/augment.ts";
+import { type PixelBox, randomErase } from "../ops/mix.ts";
 import type { Rng } from "../rng.ts";
 import { Tensor } from "../tensor.ts";
 import {
@@ -42,7 +43,15 @@ import {
   type View,
 } from "./shard.ts";
 import { centerCrop, multiScaleCrop, randomResizedCrop, testCrop } from "./spatial.ts";
-import { rngFor, STREAM } from "./seed.ts";
+import { mixSeed, rngFor, STREAM } from "./seed.ts";
+import {
+  applyRandAugment,
+  type AugmentStep,
+  drawRandAugment,
+  parseRandAugment,
+  type RandAugmentConfig,
+} from "./rand_augment.ts";
+import { randomErasingBox } from "./random_erasing.ts";
 import {
   pretrainIndices,
   type PretrainRule,
@@ -82,6 +91,16 @@ export interface LoaderOptions {
   repeats?: number;
   /** Random horizontal flip in pretrain/train (off: V-SWIFT's default, right for SSv2). */
   flip?: boolean;
+  /**
+   * Train mode: timm's RandAugment config (V-SWIFT fine-tuning: "rand-m7-n4-mstd0.5-inc1"), one draw
+   * per clip applied to its uint8 frames at the decoded resolution, before the crop. Off by default.
+   */
+  randAugment?: string;
+  /**
+   * Train mode: probability of random erasing a clip (V-SWIFT fine-tuning: 0.25): one box, the same in
+   * every frame, filled with fresh N(0, 1) noise per channel and frame after normalisation. 0 by default.
+   */
+  randomErasing?: number;
   /** Antialiased resize when shrinking (true). */
   antialias?: boolean;
   mean?: readonly number[];
@@ -180,6 +199,10 @@ interface ClipPlan {
   positions: Int32Array;
   box: Box;
   flip: boolean;
+  /** RandAugment operations for this clip's frames (train mode). */
+  augment?: AugmentStep[];
+  /** A box of the output clip to fill with noise seeded by `seed` (train mode). */
+  erase?: { box: PixelBox; seed: number };
 }
 
 interface JobResult {
@@ -238,6 +261,7 @@ export class VideoLoader {
   readonly entries: ListEntry[];
 
   private readonly opts: LoaderOptions;
+  private readonly randAugment?: RandAugmentConfig;
   private readonly mean: number[];
   private readonly std: number[];
   private readonly plan?: ShardPlan;
@@ -286,6 +310,9 @@ export class VideoLoader {
     if (!(Number.isInteger(this.rank) && this.rank >= 0 && this.rank < this.worldSize)) {
       throw new RangeError(`rank ${this.rank} is not in [0, ${this.worldSize})`);
     }
+    if (opts.randAugment && this.mode === "train") this.randAugment = parseRandAugment(opts.randAugment);
+    const reprob = opts.randomErasing ?? 0;
+    if (!(reprob >= 0 && reprob <= 1)) throw new RangeError(`randomErasing must be in [0, 1], got ${reprob}`);
     this.mean = [...(opts.mean ?? IMAGENET_MEAN)];
     this.std = [...(opts.std ?? IMAGENET_STD)];
     this.sem = new Semaphore(positiveInt("workers", opts.workers ?? navigator.hardwareConcurrency ?? 2));
@@ -584,14 +611,29 @@ export class VideoLoader {
         box = crop === "multiscale" ? multiScaleCrop(w, h, this.inputSize, r) : randomResizedCrop(w, h, r);
         if (this.opts.flip) flip = r.float() < 0.5;
       }
-      return { key, label: entry.label, positions: u.positions[i], box, flip };
+      const plan: ClipPlan = { key, label: entry.label, positions: u.positions[i], box, flip };
+      // Fine-tuning augmentation draws come after the crop's, so turning them on changes no crop.
+      if (this.mode === "train") {
+        if (this.randAugment) plan.augment = drawRandAugment(r, this.randAugment);
+        const erase = randomErasingBox(r, this.inputSize, this.inputSize, {
+          prob: this.opts.randomErasing ?? 0,
+        });
+        if (erase) {
+          plan.erase = {
+            box: erase,
+            seed: mixSeed(STREAM.sample, this.seed, job.dataEpoch, job.position, attempt, i),
+          };
+        }
+      }
+      return plan;
     });
     // Only the pixels some clip's box covers are converted and piped.
     const x0 = Math.min(...clips.map((c) => Math.floor(c.box.x)));
     const y0 = Math.min(...clips.map((c) => Math.floor(c.box.y)));
     const x1 = Math.max(...clips.map((c) => Math.ceil(c.box.x + c.box.w)));
     const y1 = Math.max(...clips.map((c) => Math.ceil(c.box.y + c.box.h)));
-    const region = { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+    // RandAugment's rotations, shears and translations move pixels from outside the crop into it.
+    const region = this.randAugment ? { x: 0, y: 0, w, h } : { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
     let frames: Frames;
     try {
       frames = await this.sem.run(() =>
@@ -614,8 +656,33 @@ export class VideoLoader {
       return this.decodeJob(job, video, attempt, standIn);
     }
     this.counters.decodedVideos++;
+    if (this.randAugment) frames = this.augmentClips(frames, clips);
     for (const c of clips) c.box = { ...c.box, x: c.box.x - frames.x, y: c.box.y - frames.y };
     return { frames, clips, skipped: [] };
+  }
+
+  /**
+   * Gives every clip its own copy of its frames with its RandAugment draw applied (clips of one video
+   * share decoded frames but not their augmentation); returns the frames of all clips back to back.
+   */
+  private augmentClips(frames: Frames, clips: ClipPlan[]): Frames {
+    const { h, w } = frames;
+    const size = h * w * 3;
+    const total = clips.reduce((n, c) => n + c.positions.length, 0);
+    const data = this.pool.acquire(total * size);
+    let at = 0;
+    for (const c of clips) {
+      const first = at;
+      const positions = new Int32Array(c.positions.length);
+      c.positions.forEach((p, j) => {
+        data.set(frames.data.subarray(p * size, (p + 1) * size), at * size);
+        positions[j] = at++;
+      });
+      applyRandAugment(data.subarray(first * size, at * size), at - first, h, w, c.augment ?? []);
+      c.positions = positions;
+    }
+    this.pool.release(frames.data);
+    return { ...frames, data, n: total };
   }
 
   /** Runs the crop/resize/normalise kernel for every clip into the batch tensor. */
@@ -648,6 +715,7 @@ export class VideoLoader {
           mean: this.mean,
           std: this.std,
         });
+        if (c.erase) randomErase(video.sub(i * per, [3, t, s, s]), c.erase.box, c.erase.seed);
         labels[i] = c.label;
         keys.push(c.key);
         i++;
