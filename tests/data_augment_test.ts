@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { KernelError } from "../lib/ffi/native.ts";
 import { hostPointer } from "../lib/ffi/pointers.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
-import { type Box, cropResizeNormalize } from "../lib/ops/augment.ts";
+import { type Box, cropResizeNormalize, cropResizeNormalizeAsync } from "../lib/ops/augment.ts";
 import { Rng } from "../lib/rng.ts";
 import { readFloats, Tensor } from "../lib/tensor.ts";
 import { roundBf16 } from "../lib/bf16.ts";
@@ -113,6 +113,9 @@ Deno.test("crop-resize-normalize matches the reference on random frames, shrinki
     { box: { x: 3.5, y: 2.25, w: 17.5, h: 13 }, out: [7, 11], aa: true, flip: true, idx: [4, 0] },
     { box: { x: 5, y: 4, w: 6, h: 5 }, out: [12, 14], aa: true, flip: false, idx: [2] },
     { box: { x: 10, y: 1, w: 21, h: 22 }, out: [16, 6], aa: true, flip: true, idx: [3, 2, 1, 0] },
+    // Rows of whole 8-float blocks take the vector path with streaming stores, flipped or not.
+    { box: { x: 2, y: 1, w: 27, h: 20 }, out: [16, 16], aa: true, flip: true, idx: [0, 1] },
+    { box: { x: 0.5, y: 3, w: 30, h: 19 }, out: [8, 24], aa: false, flip: false, idx: [4] },
   ];
   for (const c of cases) {
     const ref = reference(data, [h, w], c.idx, c.box, c.out, c.aa, c.flip, mean, std);
@@ -156,4 +159,28 @@ Deno.test("crop-resize-normalize rejects a box outside the frame and bad frame i
     KernelError,
   );
   freePersistent(out);
+});
+
+Deno.test("the off-thread variant gives the same values and the same errors", async () => {
+  const rng = new Rng(9);
+  const data = new Uint8Array(3 * 20 * 24 * 3).map(() => rng.int(256));
+  const frames = hostFrames(data, 3, 20, 24);
+  const opts = {
+    box: { x: 1, y: 2, w: 20, h: 15 },
+    frameIdx: Int32Array.from([2, 0]),
+    antialias: true,
+    mean: [0.5, 0.4, 0.3],
+    std: [0.2, 0.3, 0.4],
+  };
+  const a = allocPersistent([3, 2, 8, 16], "f32");
+  const b = allocPersistent([3, 2, 8, 16], "f32");
+  cropResizeNormalize(a, frames, opts);
+  await cropResizeNormalizeAsync(b, frames, opts);
+  assert.deepEqual(readFloats(b), readFloats(a));
+  await assert.rejects(
+    cropResizeNormalizeAsync(b, frames, { ...opts, box: { x: 10, y: 0, w: 20, h: 15 } }),
+    (e: Error) => e instanceof KernelError && /crop box x0 10/.test(e.message),
+  );
+  freePersistent(a);
+  freePersistent(b);
 });

@@ -162,26 +162,31 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
     scale[ch] = (float)(1.0 / (255.0 * (double)mean_std[3 + ch]));
     shift[ch] = (float)(-(double)mean_std[ch] / (double)mean_std[3 + ch]);
   }
-  /* Per thread: the vertical pass's result, one plane per channel, padded with max_taps zeros so the
-   * horizontal pass can run every output over max_taps taps (the unused weights are zero). */
   /* Taps the horizontal pass runs: the most any output uses (the rest of each row of weights is 0). */
   int64_t mt = 1;
   for (int64_t ox = 0; ox < out_w; ox++) {
     mt = tx.count[ox] > mt ? tx.count[ox] : mt;
+    xrel[ox] *= 3; /* offsets into the interleaved row */
   }
-  const int64_t win = tx.hi - tx.lo;
-  const int64_t stride = win + tx.max_taps;
-  const int64_t row_bytes = (3 * stride + win * 3 + out_w) * (int64_t)sizeof(float);
+  /* Per thread: the vertical pass's result (interleaved RGB over the window), followed by zeros so that
+   * every output can run over mt taps (the weights past its own taps are 0, the values must be finite). */
+  const int64_t win3 = (tx.hi - tx.lo) * 3;
+  const int64_t padded = win3 + 3 * tx.max_taps + 8;
+  const int64_t row_bytes = (padded + out_w) * (int64_t)sizeof(float);
   const int64_t plane = t * out_h * out_w;
   int failed = 0;
 #pragma omp parallel num_threads(vs_team(out_numel * (ty.max_taps + tx.max_taps)))
   {
-    float* planes = vs_scratch(VS_SCRATCH_WORKER0, row_bytes);
-    float* acc = planes + 3 * stride;
-    float* sum = acc + win * 3;
+    float* acc = vs_scratch(VS_SCRATCH_WORKER0, row_bytes);
+    float* sum = acc != NULL ? acc + padded : NULL;
+    if (acc != NULL) {
+      for (int64_t i = win3; i < padded; i++) {
+        acc[i] = 0.0f;
+      }
+    }
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < t * out_h; r++) {
-      if (planes == NULL) {
+      if (acc == NULL) {
 #pragma omp atomic write
         failed = 1;
         continue;
@@ -194,71 +199,81 @@ int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t
       {
         const float wy = ty.weight[oy * ty.max_taps];
         const uint8_t* src = base + (int64_t)ty.start[oy] * w * 3;
-        for (int64_t i = 0; i < win * 3; i++) {
+        for (int64_t i = 0; i < win3; i++) {
           acc[i] = wy * (float)src[i];
         }
       }
       for (int32_t kk = 1; kk < ty.count[oy]; kk++) {
         const float wy = ty.weight[oy * ty.max_taps + kk];
         const uint8_t* src = base + (int64_t)(ty.start[oy] + kk) * w * 3;
-        for (int64_t i = 0; i < win * 3; i++) {
+        for (int64_t i = 0; i < win3; i++) {
           acc[i] += wy * (float)src[i];
         }
       }
-      /* De-interleave into zero-padded planes. */
-      for (int64_t x = 0; x < win; x++) {
-        planes[x] = acc[3 * x];
-        planes[stride + x] = acc[3 * x + 1];
-        planes[2 * stride + x] = acc[3 * x + 2];
-      }
-      for (int64_t x = win; x < stride; x++) {
-        planes[x] = planes[stride + x] = planes[2 * stride + x] = 0.0f;
-      }
-      /* Horizontal pass per channel, normalisation, store. */
+      /* Horizontal pass per channel (gathering from the interleaved row), normalisation, store. */
       const int64_t line = f * out_h * out_w + oy * out_w;
       for (int ch = 0; ch < 3; ch++) {
-        const float* restrict pl = planes + ch * stride;
+        const float* restrict px = acc + ch;
         const float sc = scale[ch];
         const float sh = shift[ch];
-        float* restrict sm = sum;
+        const int64_t o0 = ch * plane + line;
         int64_t ox = 0;
 #ifdef __AVX2__
+        if (out_dtype == VS_F32 && out_w % 8 == 0 && (((uintptr_t)((float*)out + o0)) & 31u) == 0) {
+          /* Whole rows of 8-float blocks, aligned: streaming stores (the batch is written once and read
+           * much later, so it need not pass through the cache). */
+          float* dst = (float*)out + o0;
+          const __m256 vsc = _mm256_set1_ps(sc);
+          const __m256 vsh = _mm256_set1_ps(sh);
+          const __m256i rev = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+          for (; ox < out_w; ox += 8) {
+            const __m256i at = _mm256_loadu_si256((const __m256i*)(xrel + ox));
+            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(wxt + ox), _mm256_i32gather_ps(px, at, 4));
+            for (int64_t kk = 1; kk < mt; kk++) {
+              a = _mm256_fmadd_ps(_mm256_loadu_ps(wxt + kk * out_w + ox), _mm256_i32gather_ps(px + 3 * kk, at, 4),
+                                  a);
+            }
+            a = _mm256_fmadd_ps(a, vsc, vsh);
+            if (flip) {
+              _mm256_stream_ps(dst + out_w - 8 - ox, _mm256_permutevar8x32_ps(a, rev));
+            } else {
+              _mm256_stream_ps(dst + ox, a);
+            }
+          }
+          continue;
+        }
         for (; ox + 8 <= out_w; ox += 8) {
           const __m256i at = _mm256_loadu_si256((const __m256i*)(xrel + ox));
-          __m256 a = _mm256_mul_ps(_mm256_loadu_ps(wxt + ox), _mm256_i32gather_ps(pl, at, 4));
+          __m256 a = _mm256_mul_ps(_mm256_loadu_ps(wxt + ox), _mm256_i32gather_ps(px, at, 4));
           for (int64_t kk = 1; kk < mt; kk++) {
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(wxt + kk * out_w + ox), _mm256_i32gather_ps(pl + kk, at, 4), a);
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(wxt + kk * out_w + ox), _mm256_i32gather_ps(px + 3 * kk, at, 4), a);
           }
-          _mm256_storeu_ps(sm + ox, a);
+          _mm256_storeu_ps(sum + ox, a);
         }
 #endif
         for (; ox < out_w; ox++) {
-          float a = wxt[ox] * pl[xrel[ox]];
+          float a = wxt[ox] * px[xrel[ox]];
           for (int64_t kk = 1; kk < mt; kk++) {
-            a += wxt[kk * out_w + ox] * pl[xrel[ox] + kk];
+            a += wxt[kk * out_w + ox] * px[xrel[ox] + 3 * kk];
           }
-          sm[ox] = a;
+          sum[ox] = a;
         }
-        const int64_t o0 = ch * plane + line;
         if (out_dtype == VS_F32) {
           float* dst = (float*)out + o0;
-          if (flip) {
-            for (int64_t ox = 0; ox < out_w; ox++) {
-              dst[out_w - 1 - ox] = sum[ox] * sc + sh;
-            }
-          } else {
-            for (int64_t ox = 0; ox < out_w; ox++) {
-              dst[ox] = sum[ox] * sc + sh;
-            }
+          for (int64_t i = 0; i < out_w; i++) {
+            dst[flip ? out_w - 1 - i : i] = sum[i] * sc + sh;
           }
         } else {
           uint16_t* dst = (uint16_t*)out + o0;
-          for (int64_t ox = 0; ox < out_w; ox++) {
-            dst[flip ? out_w - 1 - ox : ox] = vs_f32_to_bf16(sum[ox] * sc + sh);
+          for (int64_t i = 0; i < out_w; i++) {
+            dst[flip ? out_w - 1 - i : i] = vs_f32_to_bf16(sum[i] * sc + sh);
           }
         }
       }
     }
+#ifdef __AVX2__
+    _mm_sfence(); /* the streaming stores are visible before the kernel returns */
+#endif
   }
   if (failed) {
     return vs_fail_nomem(k, row_bytes);

@@ -18,7 +18,7 @@ import { native } from "../ffi/native.ts";
 import { copyToDevice, hostPointer } from "../ffi/pointers.ts";
 import { allocPersistent, type Arena, freePersistent } from "../memory.ts";
 import { type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
-import { type Box, cropResizeNormalize } from "../ops/augment.ts";
+import { type Box, cropResizeNormalize, cropResizeNormalizeAsync } from "../ops/augment.ts";
 import { type PixelBox, randomErase } from "../ops/mix.ts";
 import type { Rng } from "../rng.ts";
 import { Tensor } from "../tensor.ts";
@@ -429,7 +429,7 @@ export class VideoLoader {
       this.step++;
       this.schedule();
       const t0 = performance.now();
-      keys = this.assemble(video, labels, results);
+      keys = await this.assemble(video, labels, results);
       this.counters.assembleMs += performance.now() - t0;
     }
     if (this.opts.synthetic) this.step++;
@@ -685,8 +685,11 @@ export class VideoLoader {
     return { ...frames, data, n: total };
   }
 
-  /** Runs the crop/resize/normalise kernel for every clip into the batch tensor. */
-  private assemble(video: Tensor, labels: Int32Array, results: JobResult[]): SampleKey[] {
+  /**
+   * Runs the crop/resize/normalise kernel for every clip into the batch tensor. With the host build the
+   * kernels run off the main thread, so that the decoders' pipes are still read meanwhile.
+   */
+  private async assemble(video: Tensor, labels: Int32Array, results: JobResult[]): Promise<SampleKey[]> {
     const [t, s] = [this.frames, this.inputSize];
     const per = 3 * t * s * s;
     const keys: SampleKey[] = [];
@@ -707,7 +710,7 @@ export class VideoLoader {
       }
       for (const c of r.clips) {
         if (i >= this.batchSize) break;
-        cropResizeNormalize(video.sub(i * per, [3, t, s, s]), src, {
+        await cropResizeNormalizeAsync(video.sub(i * per, [3, t, s, s]), src, {
           frameIdx: c.positions,
           box: c.box,
           flip: c.flip,

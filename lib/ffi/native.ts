@@ -29,6 +29,9 @@ type StatusKernel = {
   [K in keyof NativeSymbols]: ReturnType<NativeSymbols[K]> extends number ? K : never;
 }[keyof NativeSymbols];
 
+/** Status kernels with a nonblocking twin in the symbol table. */
+type NonblockingKernel = "vs_crop_resize_normalize";
+
 /** A kernel call that returned a non-zero status. */
 export class KernelError extends Error {
   constructor(readonly kernel: string, readonly status: number, detail: string, args: readonly unknown[]) {
@@ -66,6 +69,26 @@ export class Native {
     // deno-lint-ignore no-explicit-any
     const status = (this.symbols[name] as (...a: any[]) => number)(...args);
     if (status !== 0) throw new KernelError(name, status, this.lastError(), args);
+  }
+
+  /**
+   * Runs a status kernel that has a `nonblocking` twin (`<name>_nb` in the symbol table) on one of
+   * Deno's worker threads, so that the event loop keeps serving I/O (the decoders' pipes) meanwhile.
+   * For the host build: CUDA state is per thread, so CUDA callers use call(). On failure the call is
+   * repeated synchronously to read its message, vs_last_error being per thread.
+   */
+  async callNonblocking<K extends NonblockingKernel>(
+    name: K,
+    ...args: CallArgs<NativeSymbols[K]>
+  ): Promise<void> {
+    const twin = `${name}_nb` as keyof NativeSymbols;
+    // deno-lint-ignore no-explicit-any
+    const status = await (this.symbols[twin] as (...a: any[]) => Promise<number>)(...args);
+    if (status !== 0) {
+      // deno-lint-ignore no-explicit-any
+      const again = (this.symbols[name] as (...a: any[]) => number)(...args);
+      throw new KernelError(name, again || status, this.lastError(), args);
+    }
   }
 
   /** Bytes of scratch vs_attention_bwd needs for this shape. */

@@ -11,6 +11,9 @@ const U32 = "u32" as const;
 const fn = <const A extends readonly Deno.NativeType[]>(...parameters: A) =>
   ({ parameters, result: I32 }) as const;
 
+/** vs_crop_resize_normalize's parameters (it has a nonblocking twin). */
+const CROP_RESIZE = [I32, I64, I64, I64, P, I64, P, F32, F32, F32, F32, I64, I64, I32, I32, P, P, P] as const;
+
 export const SYMBOLS = {
   vs_abi_version: { parameters: [], result: I32 },
   vs_backend_name: { parameters: [], result: P },
@@ -82,26 +85,14 @@ export const SYMBOLS = {
   vs_nccl_group_start: fn(),
   vs_nccl_group_end: fn(),
 
-  vs_crop_resize_normalize: fn(
-    I32,
-    I64,
-    I64,
-    I64,
-    P,
-    I64,
-    P,
-    F32,
-    F32,
-    F32,
-    F32,
-    I64,
-    I64,
-    I32,
-    I32,
-    P,
-    P,
-    P,
-  ),
+  vs_crop_resize_normalize: fn(...CROP_RESIZE),
+  // The same entry point run on a Deno worker thread (Native.callNonblocking), for the data loader.
+  vs_crop_resize_normalize_nb: {
+    parameters: CROP_RESIZE,
+    result: I32,
+    name: "vs_crop_resize_normalize",
+    nonblocking: true,
+  },
 
   vs_mix_batch: fn(I32, I64, I64, F32, P, P),
   vs_cutmix_batch: fn(I32, I64, I64, I64, I64, I64, I64, I64, I64, P, P),

@@ -28,6 +28,37 @@ export interface CropResizeOptions {
  * typically one sample's slice of a (B, 3, T, H, W) batch.
  */
 export function cropResizeNormalize(out: Tensor, frames: Tensor, opts: CropResizeOptions): void {
+  k().call("vs_crop_resize_normalize", ...cropResizeArgs(out, frames, opts, meanStd(opts)));
+}
+
+/**
+ * cropResizeNormalize that, with the host build, runs on one of Deno's worker threads: the event loop
+ * keeps serving I/O (the decoders' pipes) while the kernel runs. With the CUDA build it is the plain
+ * (asynchronous) launch. `frames`, `out` and the options must stay alive until the promise settles.
+ */
+export async function cropResizeNormalizeAsync(
+  out: Tensor,
+  frames: Tensor,
+  opts: CropResizeOptions,
+): Promise<void> {
+  const ms = meanStd(opts);
+  const args = cropResizeArgs(out, frames, opts, ms);
+  if (k().backend === "host") {
+    await k().callNonblocking("vs_crop_resize_normalize", ...args);
+    // The kernel read these through raw pointers: keep them alive until it has returned.
+    void [ms, opts.frameIdx];
+  } else k().call("vs_crop_resize_normalize", ...args);
+}
+
+function meanStd(opts: CropResizeOptions): Float32Array {
+  expect(
+    opts.mean.length === 3 && opts.std.length === 3,
+    () => `cropResizeNormalize: mean and std need 3 values each, got ${opts.mean} and ${opts.std}`,
+  );
+  return Float32Array.from([...opts.mean, ...opts.std]);
+}
+
+function cropResizeArgs(out: Tensor, frames: Tensor, opts: CropResizeOptions, ms: Float32Array) {
   expect(
     frames.dtype === "u8" && frames.shape.length === 4 && frames.shape[3] === 3,
     () => `cropResizeNormalize: frames must be (n, h, w, 3) u8, got ${frames}`,
@@ -36,18 +67,12 @@ export function cropResizeNormalize(out: Tensor, frames: Tensor, opts: CropResiz
     out.shape.length === 4 && out.shape[0] === 3 && (out.dtype === "f32" || out.dtype === "bf16"),
     () => `cropResizeNormalize: out must be (3, T, H, W) f32 or bf16, got ${out}`,
   );
-  expect(
-    opts.mean.length === 3 && opts.std.length === 3,
-    () => `cropResizeNormalize: mean and std need 3 values each, got ${opts.mean} and ${opts.std}`,
-  );
   const [n, h, w] = frames.shape;
   const [, t, oh, ow] = out.shape;
   const idx = opts.frameIdx;
   expect(!idx || idx.length === t, () => `cropResizeNormalize: ${idx?.length} frame indices for ${t} frames`);
   const b = opts.box;
-  const ms = Float32Array.from([...opts.mean, ...opts.std]);
-  k().call(
-    "vs_crop_resize_normalize",
+  return [
     out.code,
     n,
     h,
@@ -66,5 +91,5 @@ export function cropResizeNormalize(out: Tensor, frames: Tensor, opts: CropResiz
     hostPointer(ms),
     out.ptr,
     null,
-  );
+  ] as const;
 }
