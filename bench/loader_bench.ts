@@ -69,10 +69,27 @@ const entries = await readList(data.list, data.dataRoot || undefined);
 const files = [...new Set(entries.map((e) => e.path))];
 await openNative({ device: a.device as "host" | "cuda" | "auto" });
 
+/**
+ * CPU milliseconds used so far by this process and by its finished child processes (Linux /proc). Wall
+ * clock favours whichever side runs more threads when other work shares the machine; CPU time does not.
+ */
+async function cpuMs(): Promise<{ self: number; children: number }> {
+  try {
+    // Deno lets only --allow-all read /proc/self; a child process may read this process's entry.
+    const r = await runTool("cat", [`/proc/${Deno.pid}/stat`]);
+    const f = new TextDecoder().decode(r.stdout).split(") ")[1].split(" ");
+    const tick = 10; // USER_HZ = 100 on Linux
+    return { self: (Number(f[11]) + Number(f[12])) * tick, children: (Number(f[13]) + Number(f[14])) * tick };
+  } catch {
+    return { self: NaN, children: NaN };
+  }
+}
+
 /** ffmpeg alone: every file decoded once per round, `workers` processes at a time. */
-async function ffmpegAlone(rounds: number): Promise<number> {
+async function ffmpegAlone(rounds: number): Promise<{ rate: number; cpu: number }> {
   const jobs = Array.from({ length: rounds }, () => files).flat();
   let next = 0;
+  const c0 = await cpuMs();
   const t0 = performance.now();
   const work = async () => {
     while (next < jobs.length) {
@@ -93,7 +110,9 @@ async function ffmpegAlone(rounds: number): Promise<number> {
     }
   };
   await Promise.all(Array.from({ length: workers }, work));
-  return jobs.length / ((performance.now() - t0) / 1000);
+  const secs = (performance.now() - t0) / 1000;
+  const c1 = await cpuMs();
+  return { rate: jobs.length / secs, cpu: (c1.children - c0.children + c1.self - c0.self) / jobs.length };
 }
 
 function loaderOptions(repeats: number, seed: number) {
@@ -143,15 +162,18 @@ async function loaderRate(
     arena.reset();
   }
   const before = loader.stats();
+  const c0 = await cpuMs();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) {
     await loader.next(arena);
     arena.reset();
   }
   const secs = (performance.now() - t0) / 1000;
+  const c1 = await cpuMs();
   const st = await loader.close();
   return {
     rate: (steps * opts.batchSize) / secs,
+    cpu: (c1.children - c0.children + c1.self - c0.self) / (steps * opts.batchSize),
     waited: (st.waitedMs - before.waitedMs) / steps,
     kernels: (st.assembleMs - before.assembleMs) / steps,
   };
@@ -170,19 +192,23 @@ const trials = Number(a.trials);
 // per-trial ratios is reported.
 for (const k of a.repeats.split(",").map(Number)) {
   await warmUp(k);
-  const base: number[] = [];
-  const runs: { rate: number; waited: number; kernels: number }[] = [];
+  const base: { rate: number; cpu: number }[] = [];
+  const runs: { rate: number; cpu: number; waited: number; kernels: number }[] = [];
   for (let t = 0; t < trials; t++) {
     base.push(await ffmpegAlone(rounds));
     runs.push(await loaderRate(k, t + 1));
   }
-  const ratios = runs.map((r, i) => r.rate / base[i]);
+  const ratios = runs.map((r, i) => r.rate / base[i].rate);
+  const cpuRatios = runs.map((r, i) => base[i].cpu / r.cpu);
   const m = runs[ratios.indexOf(median(ratios))];
   console.log(
-    `repeated sampling ${k}: ffmpeg alone ${median(base).toFixed(1)} files/s, loader ` +
-      `${median(runs.map((r) => r.rate)).toFixed(1)} clips/s; ratio ${median(ratios).toFixed(2)} (trials: ` +
-      `${ratios.map((r) => r.toFixed(2)).join(", ")}; per batch: waited ${m.waited.toFixed(0)} ms, ` +
-      `kernels ${m.kernels.toFixed(0)} ms)`,
+    `repeated sampling ${k}: ffmpeg alone ${median(base.map((b) => b.rate)).toFixed(1)} files/s, loader ` +
+      `${median(runs.map((r) => r.rate)).toFixed(1)} clips/s: ${median(ratios).toFixed(2)} x (trials ` +
+      `${ratios.map((r) => r.toFixed(2)).join(", ")}); CPU per file ${
+        median(base.map((b) => b.cpu)).toFixed(0)
+      } ms, ` +
+      `per clip ${median(runs.map((r) => r.cpu)).toFixed(0)} ms: ${median(cpuRatios).toFixed(2)} x ` +
+      `(per batch: waited ${m.waited.toFixed(0)} ms, kernels ${m.kernels.toFixed(0)} ms)`,
   );
 }
 arena.dispose();
