@@ -6,6 +6,8 @@
  * --output DIR, --synthetic (throughput mode: one fixed random batch on the device, V-SWIFT's
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
+import { distEnv } from "../lib/dist/env.ts";
+import { launchLocal } from "../lib/dist/launch.ts";
 import { loadConfig } from "../lib/train/config.ts";
 import { pretrain } from "../lib/train/pretrain_loop.ts";
 
@@ -13,6 +15,7 @@ const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const args = [...Deno.args];
 let configPath = `${ROOT}configs/default.yaml`;
 const overrides: string[] = [];
+let gpus = 0;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const [flag, inline] = a.includes("=")
@@ -24,6 +27,7 @@ for (let i = 0; i < args.length; i++) {
   else if (flag === "--device") overrides.push("--train.device", value());
   else if (flag === "--output") overrides.push("--train.output", value());
   else if (flag === "--synthetic") overrides.push("--data.source", "memory");
+  else if (flag === "--gpus") gpus = Number(value());
   else if (flag === "--help" || flag === "-h") {
     console.log(
       "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda] [--output DIR] [--synthetic]",
@@ -43,10 +47,35 @@ try {
   Deno.exit(2);
 }
 
+// --gpus N: one process per GPU on this machine (under torchrun or srun RANK is set and we are one).
+if (gpus > 1 && Deno.env.get("RANK") === undefined) {
+  const script = new URL(import.meta.url).pathname;
+  const perms = [
+    "--allow-ffi",
+    "--allow-read",
+    "--allow-write",
+    "--allow-run",
+    "--allow-env",
+    "--allow-sys",
+    "--allow-net",
+  ];
+  const rest = Deno.args.filter((a, i, all) =>
+    a !== "--gpus" && !a.startsWith("--gpus=") && all[i - 1] !== "--gpus"
+  );
+  Deno.exit(await launchLocal(gpus, ["run", ...perms, script, ...rest]));
+}
+if (!(Number.isInteger(gpus) && gpus >= 0)) {
+  console.error(`--gpus must be a non-negative integer, got ${gpus}`);
+  Deno.exit(2);
+}
+
+const dist = distEnv();
 const stop = new AbortController();
 const onInterrupt = () => {
   if (stop.signal.aborted) Deno.exit(130); // a second Ctrl-C does not wait for the checkpoint
-  console.error("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+  if (dist.rank === 0) {
+    console.error("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+  }
   stop.abort();
 };
 Deno.addSignalListener("SIGINT", onInterrupt);
@@ -61,6 +90,7 @@ try {
     const r = await run.next();
     if (r.done) {
       const s = r.value;
+      if (dist.rank !== 0) break;
       if (cfg.data.source === "memory" && speeds.length > 0) {
         // Throughput mode: the mean over the second half of the run, past warm-up.
         const tail = (a: number[]) => a.slice(Math.floor(a.length / 2));
@@ -81,7 +111,8 @@ try {
     if (r.value.mfu !== undefined) mfus.push(r.value.mfu);
   }
 } catch (e) {
-  console.error(`\npretraining failed: ${(e as Error).message}`);
+  const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
+  console.error(`\n${rank}pretraining failed: ${(e as Error).message}`);
   Deno.exit(1);
 } finally {
   Deno.removeSignalListener("SIGINT", onInterrupt);

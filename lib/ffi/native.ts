@@ -283,7 +283,8 @@ export async function openNative(
     n = host.native;
     n.fallbackReason = fallback;
   }
-  n.call("vs_init", opts.deviceIndex ?? 0);
+  // The host build is one device whatever the process's local rank.
+  n.call("vs_init", n.backend === "host" ? 0 : opts.deviceIndex ?? 0);
   current = n;
   return n;
 }

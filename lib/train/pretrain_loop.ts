@@ -8,6 +8,9 @@ import { Graph } from "../autograd.ts";
 import { VideoLoader } from "../data/loader.ts";
 import { encodePng, writePng } from "../data/png_grid.ts";
 import { ensureSyntheticDataset } from "../data/synthetic.ts";
+import { distEnv } from "../dist/env.ts";
+import { HostGroup, type ProcessGroup, rendezvous, SingleGroup } from "../dist/group.ts";
+import { NcclGroup } from "../dist/nccl_group.ts";
 import { openNative } from "../ffi/native.ts";
 import { TensorBoardWriter } from "../io/tensorboard.ts";
 import { Arena, persistentMemory } from "../memory.ts";
@@ -67,15 +70,25 @@ export async function* pretrain(
   cfg: PretrainConfig,
   opts: LoopOptions = {},
 ): AsyncGenerator<StepMetrics, RunSummary> {
-  const say = (m: string) => opts.print && console.log(m);
   const out = cfg.train.output;
   const ckptDir = `${out}/checkpoints`;
-  await Deno.mkdir(out, { recursive: true });
 
-  // Device, announced.
-  const n = await openNative({ device: cfg.train.device, quiet: true });
+  // Device and process group: one process per GPU (or per host-group member); rank 0 writes everything.
+  const env = distEnv();
+  const lead = env.rank === 0;
+  const say = (m: string) => opts.print && lead && console.log(m);
+  const n = await openNative({ device: cfg.train.device, deviceIndex: env.localRank, quiet: true });
   const device = n.deviceName();
   say(`device: ${n.backend} (${device})${n.fallbackReason ? `; not cuda: ${n.fallbackReason}` : ""}`);
+  const group: ProcessGroup = env.worldSize === 1
+    ? new SingleGroup()
+    : n.backend === "cuda"
+    ? await NcclGroup.create(env)
+    : new HostGroup(await rendezvous(env));
+  if (group.worldSize > 1) {
+    say(`${group.worldSize} processes over ${group.kind === "nccl" ? "NCCL" : "the host ring"}`);
+  }
+  if (lead) await Deno.mkdir(out, { recursive: true });
   const dtype = cfg.model.dtype === "auto" ? (n.backend === "cuda" ? "bf16" : "f32") : cfg.model.dtype;
 
   // Model and optimiser.
@@ -105,13 +118,17 @@ export async function* pretrain(
   let list = cfg.data.list;
   let root = cfg.data.root;
   if (cfg.data.source === "shapes") {
-    const ds = await ensureSyntheticDataset({
-      dir: `${out}/shapes`,
-      videos: cfg.data.shapes_videos,
-      seed: cfg.train.seed,
-      onProgress: (done, total) =>
-        opts.print && done === total && console.log(`generated ${total} videos in ${out}/shapes`),
-    });
+    // Rank 0 makes the dataset; the others find it complete after the barrier.
+    const make = () =>
+      ensureSyntheticDataset({
+        dir: `${out}/shapes`,
+        videos: cfg.data.shapes_videos,
+        seed: cfg.train.seed,
+        onProgress: (done, total) => done === total && say(`generated ${total} videos in ${out}/shapes`),
+      });
+    if (lead) await make();
+    await group.barrier();
+    const ds = await make();
     list = ds.list;
     root = ds.dataRoot;
   }
@@ -131,12 +148,16 @@ export async function* pretrain(
       mean: cfg.data.mean,
       std: cfg.data.std,
       seed: cfg.train.seed,
+      rank: env.rank,
+      worldSize: env.worldSize,
+      localRank: env.localRank,
+      localWorldSize: env.localWorldSize,
       workers: cfg.data.workers > 0 ? cfg.data.workers : undefined,
       prefetch: cfg.data.prefetch,
       dtype,
       samplesPerEpoch: cfg.data.samples_per_epoch > 0 ? cfg.data.samples_per_epoch : undefined,
       mask: { ratio: cfg.mask.ratio, tubelet: mc.tubelet, patch: mc.patchSize, rule: cfg.mask.rule },
-      probeCache: `${out}/probe_cache.json`,
+      probeCache: lead ? `${out}/probe_cache.json` : undefined,
       resume: resume as never,
       log: (m) => console.error(m),
     });
@@ -148,7 +169,11 @@ export async function* pretrain(
     state = await loadCheckpoint(latest.path, model, opt);
     say(`resuming from ${latest.path} (step ${state.step})`);
   }
-  const loader = makeLoader(state?.data);
+  // Every rank continues its own part of the stream; the checkpoint holds rank 0's position.
+  const loader = makeLoader(state ? { ...(state.data as object), rank: env.rank } : undefined);
+  // The same starting weights everywhere (a fresh init or a checkpoint alike).
+  await group.broadcast(model.store.master!, 0);
+  model.store.syncCompute();
   const spe = loader.stepsPerEpoch;
   const totalSteps = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * spe;
   const warmup = Math.min(
@@ -156,16 +181,19 @@ export async function* pretrain(
     cfg.optim.warmup_steps > 0 ? cfg.optim.warmup_steps : Math.round(cfg.optim.warmup_epochs * spe),
   );
   const schedule = new CosineSchedule(cfg.optim.lr * scale, cfg.optim.min_lr * scale, warmup, totalSteps);
-  say(`schedule: ${totalSteps} steps (${spe} per epoch, batch ${cfg.train.batch_size}), warmup ${warmup}`);
+  const globalBatch = cfg.train.batch_size * group.worldSize;
+  say(`schedule: ${totalSteps} steps (${spe} per epoch, global batch ${globalBatch}), warmup ${warmup}`);
   const rng = new Rng(cfg.train.seed + 1);
   if (state) rng.setState(state.rng.mask);
 
   // Figures for the logs.
   const peak = n.backend === "cuda" ? peakFlops(device) : undefined;
   const perVideo = trainFlopsPerVideo(mc, cfg.mask.ratio);
-  const tb = cfg.train.tensorboard ? new TensorBoardWriter(`${out}/tensorboard`) : undefined;
-  const jsonl = await Deno.open(`${out}/metrics.jsonl`, { write: true, create: true, append: true });
-  const live = opts.print && Deno.stdout.isTerminal();
+  const tb = lead && cfg.train.tensorboard ? new TensorBoardWriter(`${out}/tensorboard`) : undefined;
+  const jsonl = lead
+    ? await Deno.open(`${out}/metrics.jsonl`, { write: true, create: true, append: true })
+    : undefined;
+  const live = opts.print && lead && Deno.stdout.isTerminal();
   const arena = new Arena();
   let lastCheckpoint = latest?.path;
   let interrupted = false;
@@ -175,6 +203,7 @@ export async function* pretrain(
   let windowSteps = 0;
 
   const save = async (step: number, metrics: Record<string, number>) => {
+    if (!lead) return;
     lastCheckpoint = await saveCheckpoint(ckptDir, model, opt, {
       version: 1,
       step,
@@ -214,8 +243,9 @@ export async function* pretrain(
         );
       }
 
-      // 3. Backward and AdamW (clipping inside when configured).
+      // 3. Backward, gradients averaged over the ranks, AdamW (clipping inside when configured).
       g.backward(res.loss);
+      await group.allReduce(model.store.grad!, "avg");
       opt.update(lr);
 
       // 4. Metrics, logs, pictures.
@@ -224,12 +254,14 @@ export async function* pretrain(
       const now = performance.now();
       const elapsed = now - windowStart;
       const waited = loader.stats().waitedMs - windowWait;
-      const vps = (windowSteps * cfg.train.batch_size * 1000) / elapsed;
+      const vps = (windowSteps * globalBatch * 1000) / elapsed;
+      // The logged loss is the mean over the ranks.
+      const [lossSum] = group.worldSize > 1 ? await group.allReduceNumbers([loss], "sum") : [loss];
       const metrics: StepMetrics = {
         step: step + 1,
         totalSteps,
         epoch,
-        loss,
+        loss: lossSum / group.worldSize,
         lr,
         gradNorm: logNow ? readScalar(opt.gradNorm) : NaN,
         videosPerSecond: vps,
@@ -252,7 +284,7 @@ export async function* pretrain(
       if (logNow) {
         if (live) await Deno.stdout.write(new TextEncoder().encode("\r\x1b[K"));
         say(formatLine(metrics));
-        await jsonl.write(new TextEncoder().encode(JSON.stringify(metrics) + "\n"));
+        await jsonl?.write(new TextEncoder().encode(JSON.stringify(metrics) + "\n"));
         if (tb) {
           for (const [tag, v] of Object.entries(metrics)) {
             if (typeof v === "number" && Number.isFinite(v) && tag !== "step" && tag !== "totalSteps") {
@@ -264,7 +296,9 @@ export async function* pretrain(
         windowWait = loader.stats().waitedMs;
         windowSteps = 0;
       }
-      if (cfg.train.vis_every > 0 && ((step + 1) % cfg.train.vis_every === 0 || step + 1 === totalSteps)) {
+      if (
+        lead && cfg.train.vis_every > 0 && ((step + 1) % cfg.train.vis_every === 0 || step + 1 === totalSteps)
+      ) {
         const img = reconstructionGrid({
           video: readFloats(batch.video),
           shape: batch.video.shape,
@@ -287,7 +321,11 @@ export async function* pretrain(
       const due = cfg.train.save_every > 0
         ? (step + 1) % cfg.train.save_every === 0
         : endOfEpoch && (epoch + 1) % cfg.train.save_ckpt_freq === 0;
-      if (opts.signal?.aborted) {
+      // Every rank stops after the same step when any of them was interrupted.
+      const [stopVotes] = group.worldSize > 1
+        ? await group.allReduceNumbers([opts.signal?.aborted ? 1 : 0], "sum")
+        : [opts.signal?.aborted ? 1 : 0];
+      if (stopVotes > 0) {
         await save(step + 1, { loss });
         interrupted = true;
         say(`interrupted after step ${step + 1}; saved ${lastCheckpoint}. Run the same command to resume.`);
@@ -297,7 +335,7 @@ export async function* pretrain(
     }
   } finally {
     tb?.close();
-    jsonl.close();
+    jsonl?.close();
     const stats = await loader.close();
     skippedVideos = stats.skipped.length;
     if (skippedVideos > 0) {
@@ -306,6 +344,7 @@ export async function* pretrain(
     arena.dispose();
     opt.free();
     model.free();
+    await group.close();
   }
   return { steps: totalSteps, lastCheckpoint, interrupted, skippedVideos, output: out };
 }
