@@ -17,7 +17,7 @@ import type { Graph } from "../autograd.ts";
 import { native } from "../ffi/native.ts";
 import { copyToDevice, hostPointer } from "../ffi/pointers.ts";
 import { allocPersistent, type Arena, freePersistent } from "../memory.ts";
-import { type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
+import { concatMasks, type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
 import { type Box, cropResizeNormalize, cropResizeNormalizeAsync } from "../ops/augment.ts";
 import { type PixelBox, randomErase } from "../ops/mix.ts";
 import type { Rng } from "../rng.ts";
@@ -27,7 +27,9 @@ import {
   countFrames,
   DecodeError,
   decodeFrames,
+  frameBytes,
   type Frames,
+  type PixelFormat,
   ProbeCache,
   scaledSize,
   ShortDecodeError,
@@ -39,6 +41,7 @@ import {
   rankPart,
   type ShardPlan,
   shardPlan,
+  stepStart,
   stepVideos,
   type View,
 } from "./shard.ts";
@@ -103,6 +106,11 @@ export interface LoaderOptions {
   randomErasing?: number;
   /** Antialiased resize when shrinking (true). */
   antialias?: boolean;
+  /**
+   * What ffmpeg pipes: "yuv420p" (the default: half the bytes of RGB and no colour conversion in ffmpeg;
+   * the crop kernel converts with BT.601 after resampling) or "rgb24" (ffmpeg converts).
+   */
+  pixelFormat?: PixelFormat;
   mean?: readonly number[];
   std?: readonly number[];
   seed?: number;
@@ -439,13 +447,19 @@ export class VideoLoader {
     if (m) {
       const tub = m.tubelet ?? 2;
       const patch = m.patch ?? 16;
-      batch.mask = tubeMask(rngFor(STREAM.mask, this.seed, this.rank, step), {
-        b,
-        slices: t / tub,
-        perSlice: (s / patch) ** 2,
-        ratio: m.ratio,
-        rule: m.rule,
-      });
+      // One mask per clip, keyed by what the clip is (not by rank or batch slot), so that the stream
+      // does not depend on how the batch is split over ranks.
+      batch.mask = concatMasks(
+        keys.map((k, i) =>
+          tubeMask(rngFor(STREAM.mask, this.seed, batch.epoch, k.video, k.clip, k.video < 0 ? i : 0), {
+            b: 1,
+            slices: t / tub,
+            perSlice: (s / patch) ** 2,
+            ratio: m.ratio,
+            rule: m.rule,
+          })
+        ),
+      );
     }
     return batch;
   }
@@ -510,7 +524,7 @@ export class VideoLoader {
     if (this.training()) {
       const [de, ds] = this.dataStep(step);
       const vids = stepVideos(this.plan!, this.permutation(de), ds);
-      const base = this.plan!.shard * this.plan!.steps * this.plan!.perStep + ds * this.plan!.perStep;
+      const base = stepStart(this.plan!, ds);
       return [...vids].map((v, i) => ({ video: v, dataEpoch: de, position: base + i, step }));
     }
     const views = this.views!.slice(step * this.batchSize, (step + 1) * this.batchSize);
@@ -643,6 +657,7 @@ export class VideoLoader {
           indices: u.frames,
           shortSide: this.shortSide,
           region,
+          pixelFormat: this.opts.pixelFormat ?? "yuv420p",
           pool: this.pool,
           signal,
         })
@@ -696,17 +711,18 @@ export class VideoLoader {
     const host = native().backend === "host";
     let i = 0;
     for (const r of results) {
-      const { data, n, h, w } = r.frames;
+      const { data, n, h, w, format } = r.frames;
+      const shape = format === "yuv420p" ? [n, (h * 3) / 2, w] : [n, h, w, 3];
       let src: Tensor;
-      if (host) src = new Tensor([n, h, w, 3], "u8", hostPointer(data));
+      if (host) src = new Tensor(shape, "u8", hostPointer(data));
       else {
-        const bytes = n * h * w * 3;
+        const bytes = frameBytes(format, n, w, h);
         if (!this.staging || this.staging.numel < bytes) {
           if (this.staging) freePersistent(this.staging);
           this.staging = allocPersistent([Math.ceil(bytes * 1.25)], "u8");
         }
         copyToDevice(this.staging.ptr, data.subarray(0, bytes));
-        src = new Tensor([n, h, w, 3], "u8", this.staging.ptr);
+        src = new Tensor(shape, "u8", this.staging.ptr);
       }
       for (const c of r.clips) {
         if (i >= this.batchSize) break;
@@ -717,6 +733,7 @@ export class VideoLoader {
           antialias: this.opts.antialias ?? true,
           mean: this.mean,
           std: this.std,
+          pixFormat: format,
         });
         if (c.erase) randomErase(video.sub(i * per, [3, t, s, s]), c.erase.box, c.erase.seed);
         labels[i] = c.label;

@@ -1,7 +1,7 @@
 /**
  * Which videos each rank sees. Training: one permutation per epoch from (seed, epoch), shared by every
- * rank, split into disjoint contiguous parts with the tail dropped so that every rank takes the same
- * number of steps (V-SWIFT seeds the permutation with seed + rank, so its "shards" overlap: spec §9.3).
+ * rank, dealt out step by step in disjoint slices with the tail dropped so that every rank takes the
+ * same number of steps (V-SWIFT seeds the permutation with seed + rank, so its "shards" overlap: spec §9.3).
  * Limited-storage mode: each node shuffles its own local list among its local ranks and an epoch is a
  * configured number of samples. Evaluation: every (video, chunk, split) view exactly once across ranks,
  * padded with flagged duplicates so that every rank has the same number of batches.
@@ -40,17 +40,26 @@ export function shardPlan(videos: number, shards: number, shard: number, perStep
   return { videos, shards, shard, perStep, steps };
 }
 
-/** The list indices of this rank's videos at (epoch, step): a contiguous part of the permutation. */
+/** Position in the epoch's permutation of this rank's first video at `step`. */
+export function stepStart(plan: ShardPlan, step: number): number {
+  return (step * plan.shards + plan.shard) * plan.perStep;
+}
+
+/**
+ * The list indices of this rank's videos at (epoch, step). Step s of the whole run takes the next
+ * shards x perStep videos of the permutation and rank r the r-th slice of them, so W ranks with batch b
+ * see exactly the videos that one process with batch W x b sees, step for step.
+ */
 export function stepVideos(plan: ShardPlan, perm: Int32Array, step: number): Int32Array {
-  const perRank = plan.steps * plan.perStep;
-  const begin = plan.shard * perRank + step * plan.perStep;
+  const begin = stepStart(plan, step);
   return perm.subarray(begin, begin + plan.perStep);
 }
 
 /** This rank's whole part of an epoch (for replacement draws "from the same shard"). */
 export function rankPart(plan: ShardPlan, perm: Int32Array): Int32Array {
-  const perRank = plan.steps * plan.perStep;
-  return perm.subarray(plan.shard * perRank, (plan.shard + 1) * perRank);
+  const out = new Int32Array(plan.steps * plan.perStep);
+  for (let s = 0; s < plan.steps; s++) out.set(stepVideos(plan, perm, s), s * plan.perStep);
+  return out;
 }
 
 /** One evaluation view. `pad` marks duplicates added to even out the ranks (to be ignored when merging). */

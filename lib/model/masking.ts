@@ -98,3 +98,26 @@ export function maskToBoolean(m: TokenMask): Uint8Array {
   }
   return out;
 }
+
+/** One mask for a batch from per-sample masks with equal counts (each of batch size 1 or more). */
+export function concatMasks(masks: TokenMask[]): TokenMask {
+  if (masks.length === 0) throw new RangeError("concatMasks needs at least one mask");
+  const { tokens, nVisible, nMasked } = masks[0];
+  for (const m of masks) {
+    if (m.tokens !== tokens || m.nVisible !== nVisible) {
+      throw new RangeError(
+        `Masks of ${m.nVisible} and ${nVisible} visible tokens (of ${m.tokens} and ${tokens}) cannot share a batch`,
+      );
+    }
+  }
+  const b = masks.reduce((n, m) => n + m.b, 0);
+  const visible = new Int32Array(b * nVisible);
+  const masked = new Int32Array(b * nMasked);
+  let at = 0;
+  for (const m of masks) {
+    visible.set(m.visible, at * nVisible);
+    masked.set(m.masked, at * nMasked);
+    at += m.b;
+  }
+  return { b, tokens, nVisible, nMasked, visible, masked };
+}
