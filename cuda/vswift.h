@@ -263,21 +263,26 @@ int vs_nccl_group_end(void);
 
 /* ---------------------------------------------------------------------------------------------------
  * Data augmentation: decoded uint8 frames to one normalised clip of a batch.
- * frames: (n_frames, h, w, 3) u8 RGB, device memory; the clip is frames frame_idx[0..t) (host array of
- * t indices in [0, n_frames), t <= 256; NULL means 0..t-1, then t <= n_frames). The same box crops every
- * frame: x0, y0, crop_w, crop_h in source pixels (floats; the box must lie inside the frame), resized to
+ * frames: n_frames frames of h x w pixels, device memory, in pix_fmt: VS_PIX_RGB24 (n_frames, h, w, 3)
+ * interleaved RGB, or VS_PIX_YUV420P (n_frames, 3 h / 2, w): per frame the Y plane (h, w) then U and V
+ * (h / 2, w / 2), h and w even, BT.601 limited range (ffmpeg's default conversion matrix), converted
+ * to RGB after resampling, clamped to [0, 255]. The clip is frames frame_idx[0..t) (host array of t indices
+ * in [0, n_frames), t <= 256; NULL means 0..t-1, then t <= n_frames). The same box crops every frame:
+ * x0, y0, crop_w, crop_h in source pixels (floats; the box must lie inside the frame), resized to
  * (out_h, out_w) with the pixel-centre convention (align_corners false): output pixel ox samples source
- * x = x0 + (ox + 0.5) * crop_w / out_w, likewise y. Weights are a triangle filter over source pixel
- * centres, normalised over the taps inside the crop window (so edges replicate, as resizing the cropped
- * image): bilinear with radius 1, or with antialias and a shrinking axis a radius of the scale factor
- * (PIL / DALI antialias). flip mirrors the output horizontally. value = (v / 255 - mean[c]) / std[c],
- * mean_std = {mean[3], std[3]} in host memory.
+ * x = x0 + (ox + 0.5) * crop_w / out_w, likewise y (chroma planes: the same box halved). Weights are a
+ * triangle filter over source pixel centres, normalised over the taps inside the crop window (so edges
+ * replicate, as resizing the cropped image): bilinear with radius 1, or with antialias and a shrinking
+ * axis a radius of the scale factor (PIL / DALI antialias). flip mirrors the output horizontally.
+ * value = (v / 255 - mean[c]) / std[c], mean_std = {mean[3], std[3]} in host memory.
  * out: (3, t, out_h, out_w) in out_dtype (f32 or bf16), written at this pointer: one sample's slice of a
  * (B, 3, T, H, W) batch.
  * ------------------------------------------------------------------------------------------------- */
-int vs_crop_resize_normalize(int out_dtype, int64_t n_frames, int64_t h, int64_t w, const uint8_t* frames,
-                             int64_t t, const int32_t* frame_idx, float x0, float y0, float crop_w,
-                             float crop_h, int64_t out_h, int64_t out_w, int antialias, int flip,
+typedef enum { VS_PIX_RGB24 = 0, VS_PIX_YUV420P = 1 } vs_pix_fmt;
+
+int vs_crop_resize_normalize(int out_dtype, int pix_fmt, int64_t n_frames, int64_t h, int64_t w,
+                             const uint8_t* frames, int64_t t, const int32_t* frame_idx, float x0, float y0,
+                             float crop_w, float crop_h, int64_t out_h, int64_t out_w, int antialias, int flip,
                              const float* mean_std, void* out, vs_stream stream);
 
 /* ---------------------------------------------------------------------------------------------------

@@ -184,3 +184,93 @@ Deno.test("the off-thread variant gives the same values and the same errors", as
   freePersistent(a);
   freePersistent(b);
 });
+
+/** One plane resampled like the kernel: triangle taps per axis, normalised inside the crop window. */
+function resamplePlane(
+  plane: (y: number, x: number) => number,
+  [ph, pw]: [number, number],
+  box: Box,
+  [oh, ow]: [number, number],
+  antialias: boolean,
+): Float64Array {
+  const out = new Float64Array(oh * ow);
+  const sx = box.w / ow;
+  const sy = box.h / oh;
+  const [lox, hix] = [Math.max(0, Math.floor(box.x)), Math.min(pw, Math.ceil(box.x + box.w))];
+  const [loy, hiy] = [Math.max(0, Math.floor(box.y)), Math.min(ph, Math.ceil(box.y + box.h))];
+  for (let oy = 0; oy < oh; oy++) {
+    const wy = axisWeights(box.y + (oy + 0.5) * sy, antialias && sy > 1 ? sy : 1, loy, hiy);
+    for (let ox = 0; ox < ow; ox++) {
+      const wx = axisWeights(box.x + (ox + 0.5) * sx, antialias && sx > 1 ? sx : 1, lox, hix);
+      let acc = 0;
+      for (const [y, a] of wy) for (const [x, b] of wx) acc += a * b * plane(y, x);
+      out[oy * ow + ox] = acc;
+    }
+  }
+  return out;
+}
+
+Deno.test("YUV420P frames: each plane resampled (chroma on the halved box), then BT.601 to RGB", () => {
+  const rng = new Rng(12);
+  const [n, h, w] = [2, 16, 20];
+  const fb = (h * w * 3) / 2;
+  const data = new Uint8Array(n * fb).map(() => 16 + rng.int(224));
+  const frames = new Tensor([n, (h * 3) / 2, w], "u8", hostPointer(data));
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  for (
+    const c of [
+      { box: { x: 1.5, y: 2, w: 15, h: 11 }, out: [8, 8] as [number, number], aa: true, flip: true },
+      { box: { x: 0, y: 0, w: 20, h: 16 }, out: [6, 10] as [number, number], aa: false, flip: false },
+    ]
+  ) {
+    const out = allocPersistent([3, 2, ...c.out], "f32");
+    cropResizeNormalize(out, frames, {
+      box: c.box,
+      frameIdx: Int32Array.from([1, 0]),
+      antialias: c.aa,
+      flip: c.flip,
+      mean,
+      std,
+      pixFormat: "yuv420p",
+    });
+    const got = readFloats(out);
+    const half = { x: c.box.x / 2, y: c.box.y / 2, w: c.box.w / 2, h: c.box.h / 2 };
+    let err = 0;
+    [1, 0].forEach((fi, f) => {
+      const base = fi * fb;
+      const Y = resamplePlane((y, x) => data[base + y * w + x], [h, w], c.box, c.out, c.aa);
+      const U = resamplePlane(
+        (y, x) => data[base + h * w + y * (w / 2) + x],
+        [h / 2, w / 2],
+        half,
+        c.out,
+        c.aa,
+      );
+      const V = resamplePlane(
+        (y, x) => data[base + h * w + (h / 2) * (w / 2) + y * (w / 2) + x],
+        [h / 2, w / 2],
+        half,
+        c.out,
+        c.aa,
+      );
+      const [oh, ow] = c.out;
+      for (let i = 0; i < oh * ow; i++) {
+        const yy = 1.164383 * (Y[i] - 16);
+        const rgb = [
+          yy + 1.596027 * (V[i] - 128),
+          yy - 0.391762 * (U[i] - 128) - 0.812968 * (V[i] - 128),
+          yy + 2.017232 * (U[i] - 128),
+        ].map((v) => Math.min(255, Math.max(0, v)));
+        const oy = Math.floor(i / ow);
+        const col = c.flip ? ow - 1 - (i % ow) : i % ow;
+        for (let ch = 0; ch < 3; ch++) {
+          const want = (rgb[ch] / 255 - mean[ch]) / std[ch];
+          err = Math.max(err, Math.abs(got[((ch * 2 + f) * oh + oy) * ow + col] - want));
+        }
+      }
+    });
+    assert.ok(err < 1e-4, `${JSON.stringify(c)}: max error ${err}`);
+    freePersistent(out);
+  }
+});

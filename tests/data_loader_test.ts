@@ -265,6 +265,21 @@ Deno.test("test mode evaluates every (video, chunk, split) exactly once across r
   assert.equal(val.flatMap((v) => v.batch.keys).filter((k) => !k.pad).length, 12);
 });
 
+Deno.test("YUV420P and RGB24 decoding give the same clips up to chroma interpolation", async () => {
+  const opts: LoaderOptions = { ...base, mode: "val", batchSize: 4 };
+  const [yuv] = await run({ ...opts, pixelFormat: "yuv420p" }, 1);
+  const [rgb] = await run({ ...opts, pixelFormat: "rgb24" }, 1);
+  let diff = 0;
+  let spread = 0;
+  for (let i = 0; i < yuv.video.length; i++) {
+    diff += Math.abs(yuv.video[i] - rgb.video[i]);
+    spread += Math.abs(rgb.video[i]);
+  }
+  // ffmpeg upsamples chroma by repetition, the kernel bilinearly: differences only along colour edges.
+  assert.ok(diff / yuv.video.length < 0.06, `mean |yuv - rgb| ${diff / yuv.video.length}`);
+  assert.ok(spread / rgb.video.length > 0.3);
+});
+
 Deno.test("synthetic mode returns one fixed batch without decoding", async () => {
   const s = await run({ ...base, entries: undefined, synthetic: true }, 2);
   assert.deepEqual(s[0].video, s[1].video);

@@ -1,7 +1,7 @@
 /**
  * The system ffmpeg and ffprobe: probing (frame count, size, frame rate; cached per file) and decoding a
- * set of frames of one video, scaled to a short side in the filter graph, as raw RGB over a pipe into a
- * preallocated buffer. One process per call, one decoding thread each. VSWIFT_FFMPEG and VSWIFT_FFPROBE
+ * set of frames of one video, scaled to a short side and cut to a region in the filter graph, as raw
+ * frames (RGB24, or YUV420P for half the bytes) over a pipe into a preallocated buffer. One process per call, one decoding thread each. VSWIFT_FFMPEG and VSWIFT_FFPROBE
  * point at other binaries.
  */
 
@@ -241,7 +241,12 @@ export class BufferPool {
   }
 }
 
-/** Decoded frames: (n, h, w, 3) RGB in data[0 .. n h w 3); (x, y): where the region starts. */
+export type PixelFormat = "rgb24" | "yuv420p";
+
+/**
+ * Decoded frames in data[0 .. bytes): rgb24 (n, h, w, 3), or yuv420p (n, 3h/2, w) (per frame Y, then U
+ * and V at half size); (x, y): where the region starts in the scaled frame.
+ */
 export interface Frames {
   data: Uint8Array;
   n: number;
@@ -249,6 +254,12 @@ export interface Frames {
   w: number;
   x: number;
   y: number;
+  format: PixelFormat;
+}
+
+/** Bytes of n frames of w x h pixels. */
+export function frameBytes(format: PixelFormat, n: number, w: number, h: number): number {
+  return format === "yuv420p" ? (n * w * h * 3) / 2 : n * w * h * 3;
 }
 
 export interface DecodeRequest {
@@ -263,6 +274,11 @@ export interface DecodeRequest {
    * exact on subsampled chroma). Saves the pipe and the conversion the pixels no clip uses.
    */
   region?: { x: number; y: number; w: number; h: number };
+  /**
+   * rgb24 (the default), or yuv420p: half the bytes and no colour conversion in ffmpeg (the crop kernel
+   * converts after resampling). Frames of an odd decoded size fall back to rgb24.
+   */
+  pixelFormat?: PixelFormat;
   pool?: BufferPool;
   signal?: AbortSignal;
 }
@@ -271,11 +287,16 @@ export interface DecodeRequest {
 const SEEK_MIN_FRAMES = 8;
 
 /** The ffmpeg command line for a request: input seek, frame selection and scaling in the filter graph. */
-export function decodeArgs(req: DecodeRequest): { args: string[]; w: number; h: number } {
+export function decodeArgs(
+  req: DecodeRequest,
+): { args: string[]; w: number; h: number; format: PixelFormat; region?: Region } {
   const { info, indices } = req;
   const full = scaledSize(info.width, info.height, req.shortSide);
   const region = req.region ? evenRegion(req.region, full.w, full.h) : undefined;
   const { w, h } = region ?? full;
+  const format: PixelFormat = req.pixelFormat === "yuv420p" && w % 2 === 0 && h % 2 === 0
+    ? "yuv420p"
+    : "rgb24";
   let first = 0;
   const args = ["-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-filter_threads", "1"];
   if (info.cfr && indices[0] >= SEEK_MIN_FRAMES) {
@@ -293,16 +314,14 @@ export function decodeArgs(req: DecodeRequest): { args: string[]; w: number; h: 
   }
   if (region) filters.push(`crop=${region.w}:${region.h}:${region.x}:${region.y}:exact=1`);
   args.push("-vf", filters.join(","), "-fps_mode", "passthrough", "-frames:v", String(indices.length));
-  args.push("-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1");
-  return { args, w, h };
+  args.push("-pix_fmt", format, "-f", "rawvideo", "pipe:1");
+  return { args, w, h, format, region };
 }
 
+type Region = { x: number; y: number; w: number; h: number };
+
 /** A region grown to even coordinates and sizes inside a w x h frame (undefined: the whole frame). */
-export function evenRegion(
-  r: { x: number; y: number; w: number; h: number },
-  w: number,
-  h: number,
-): { x: number; y: number; w: number; h: number } | undefined {
+export function evenRegion(r: Region, w: number, h: number): Region | undefined {
   const x0 = Math.max(0, Math.floor(r.x / 2) * 2);
   const y0 = Math.max(0, Math.floor(r.y / 2) * 2);
   const x1 = Math.min(w, Math.ceil((r.x + r.w) / 2) * 2);
@@ -346,10 +365,8 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
       throw new RangeError(`Frame indices must increase, got ${req.indices.join(",")}`);
     }
   }
-  const { args, w, h } = decodeArgs(req);
-  const full = scaledSize(req.info.width, req.info.height, req.shortSide);
-  const region = req.region ? evenRegion(req.region, full.w, full.h) : undefined;
-  const bytes = n * w * h * 3;
+  const { args, w, h, format, region } = decodeArgs(req);
+  const bytes = frameBytes(format, n, w, h);
   const data = req.pool ? req.pool.acquire(bytes) : new Uint8Array(bytes);
   let child: Deno.ChildProcess;
   try {
@@ -393,14 +410,14 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
   const stderr = await errText;
   if (got < bytes) {
     req.pool?.release(buf);
-    const frames = Math.floor(got / (w * h * 3));
+    const frames = Math.floor(got / frameBytes(format, 1, w, h));
     const why = status.success
       ? `ffmpeg delivered ${frames} of ${n} frames (the last asked for is frame ${req.indices[n - 1]}, ` +
         `the container says ${req.info.frames})`
       : `ffmpeg exited with ${status.code}`;
     throw new ShortDecodeError(req.path, `${why}: ${tail(stderr)}`, status.success);
   }
-  return { data: buf, n, h, w, x: region?.x ?? 0, y: region?.y ?? 0 };
+  return { data: buf, n, h, w, x: region?.x ?? 0, y: region?.y ?? 0, format };
 }
 
 /** A decode that ended early; `short` when ffmpeg succeeded but the file has fewer frames than probed. */

@@ -20,10 +20,15 @@ export interface CropResizeOptions {
   flip?: boolean;
   mean: readonly number[];
   std: readonly number[];
+  /**
+   * The layout of `frames`: "rgb24" (n, h, w, 3), or "yuv420p" (n, 3h/2, w): each frame's Y plane, then
+   * its U and V planes at half size (BT.601 limited range, converted after resampling).
+   */
+  pixFormat?: "rgb24" | "yuv420p";
 }
 
 /**
- * Crops `box` out of the frames (n, h, w, 3) u8, resizes it to out's (H, W) bilinearly (pixel centres),
+ * Crops `box` out of the frames (n, h, w, 3) u8 (or YUV420P, see pixFormat), resizes it to out's (H, W) bilinearly (pixel centres),
  * optionally mirrors it, normalises (v / 255 - mean) / std and writes out: (3, T, H, W) f32 or bf16,
  * typically one sample's slice of a (B, 3, T, H, W) batch.
  */
@@ -59,21 +64,28 @@ function meanStd(opts: CropResizeOptions): Float32Array {
 }
 
 function cropResizeArgs(out: Tensor, frames: Tensor, opts: CropResizeOptions, ms: Float32Array) {
+  const yuv = opts.pixFormat === "yuv420p";
   expect(
-    frames.dtype === "u8" && frames.shape.length === 4 && frames.shape[3] === 3,
-    () => `cropResizeNormalize: frames must be (n, h, w, 3) u8, got ${frames}`,
+    frames.dtype === "u8" &&
+      (yuv
+        ? frames.shape.length === 3 && frames.shape[1] % 3 === 0
+        : frames.shape.length === 4 && frames.shape[3] === 3),
+    () => `cropResizeNormalize: frames must be ${yuv ? "(n, 3h/2, w)" : "(n, h, w, 3)"} u8, got ${frames}`,
   );
   expect(
     out.shape.length === 4 && out.shape[0] === 3 && (out.dtype === "f32" || out.dtype === "bf16"),
     () => `cropResizeNormalize: out must be (3, T, H, W) f32 or bf16, got ${out}`,
   );
-  const [n, h, w] = frames.shape;
+  const n = frames.shape[0];
+  const h = yuv ? (frames.shape[1] / 3) * 2 : frames.shape[1];
+  const w = frames.shape[2];
   const [, t, oh, ow] = out.shape;
   const idx = opts.frameIdx;
   expect(!idx || idx.length === t, () => `cropResizeNormalize: ${idx?.length} frame indices for ${t} frames`);
   const b = opts.box;
   return [
     out.code,
+    yuv ? 1 : 0,
     n,
     h,
     w,
