@@ -17,7 +17,7 @@ import type { Graph } from "../autograd.ts";
 import { native } from "../ffi/native.ts";
 import { copyToDevice, hostPointer } from "../ffi/pointers.ts";
 import { allocPersistent, type Arena, freePersistent } from "../memory.ts";
-import { type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
+import { concatMasks, type MaskRule, type TokenMask, tubeMask } from "../model/masking.ts";
 import { type Box, cropResizeNormalize, cropResizeNormalizeAsync } from "../ops/augment.ts";
 import { type PixelBox, randomErase } from "../ops/mix.ts";
 import type { Rng } from "../rng.ts";
@@ -41,6 +41,7 @@ import {
   rankPart,
   type ShardPlan,
   shardPlan,
+  stepStart,
   stepVideos,
   type View,
 } from "./shard.ts";
@@ -446,13 +447,19 @@ export class VideoLoader {
     if (m) {
       const tub = m.tubelet ?? 2;
       const patch = m.patch ?? 16;
-      batch.mask = tubeMask(rngFor(STREAM.mask, this.seed, this.rank, step), {
-        b,
-        slices: t / tub,
-        perSlice: (s / patch) ** 2,
-        ratio: m.ratio,
-        rule: m.rule,
-      });
+      // One mask per clip, keyed by what the clip is (not by rank or batch slot), so that the stream
+      // does not depend on how the batch is split over ranks.
+      batch.mask = concatMasks(
+        keys.map((k, i) =>
+          tubeMask(rngFor(STREAM.mask, this.seed, batch.epoch, k.video, k.clip, k.video < 0 ? i : 0), {
+            b: 1,
+            slices: t / tub,
+            perSlice: (s / patch) ** 2,
+            ratio: m.ratio,
+            rule: m.rule,
+          })
+        ),
+      );
     }
     return batch;
   }
@@ -517,7 +524,7 @@ export class VideoLoader {
     if (this.training()) {
       const [de, ds] = this.dataStep(step);
       const vids = stepVideos(this.plan!, this.permutation(de), ds);
-      const base = this.plan!.shard * this.plan!.steps * this.plan!.perStep + ds * this.plan!.perStep;
+      const base = stepStart(this.plan!, ds);
       return [...vids].map((v, i) => ({ video: v, dataEpoch: de, position: base + i, step }));
     }
     const views = this.views!.slice(step * this.batchSize, (step + 1) * this.batchSize);
