@@ -153,7 +153,7 @@ async function warmUp(repeats: number): Promise<void> {
 async function loaderRate(
   repeats: number,
   seed: number,
-): Promise<{ rate: number; waited: number; kernels: number }> {
+): Promise<{ rate: number; cpu: number; waited: number; kernels: number }> {
   const opts = loaderOptions(repeats, seed);
   const steps = Math.max(2, Math.round(videosWanted / (opts.batchSize / repeats)));
   const loader = new VideoLoader(opts);

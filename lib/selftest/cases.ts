@@ -632,6 +632,7 @@ function augmentCases(rng: Rng): KernelCase[] {
         k.call(
           "vs_crop_resize_normalize",
           code(dt),
+          0, // VS_PIX_RGB24
           frames,
           h,
           w,
