@@ -620,9 +620,18 @@ function augmentCases(rng: Rng): KernelCase[] {
   keepAlive.push(idx);
   const norm = hostFloats([0.485, 0.456, 0.406, 0.229, 0.224, 0.225]);
   const cases: KernelCase[] = [];
-  for (const [dt, antialias, flip] of [["bf16", 1, 0], ["f32", 0, 1], ["f32", 1, 1]] as const) {
+  for (
+    const [dt, antialias, flip, pix] of [["bf16", 1, 0, 0], ["f32", 0, 1, 0], ["f32", 1, 1, 0], [
+      "f32",
+      1,
+      0,
+      1,
+    ]] as const
+  ) {
     cases.push({
-      name: `vs_crop_resize_normalize u8->${dt} antialias ${antialias} flip ${flip}`,
+      name: `vs_crop_resize_normalize ${
+        pix ? "yuv420p" : "rgb24"
+      }->${dt} antialias ${antialias} flip ${flip}`,
       tol: TOL[dt],
       buffers: {
         f: { dtype: "u8", n: pixels.length, data: pixels },
@@ -632,7 +641,7 @@ function augmentCases(rng: Rng): KernelCase[] {
         k.call(
           "vs_crop_resize_normalize",
           code(dt),
-          0, // VS_PIX_RGB24
+          pix, // VS_PIX_RGB24 or VS_PIX_YUV420P (which reads the first 40 x 270 x 320 bytes as 40 frames)
           frames,
           h,
           w,
