@@ -97,6 +97,10 @@ int vs_event_destroy(void* event);
 int vs_event_record(void* event, vs_stream stream);
 /* Waits for `end` to complete, then writes the milliseconds between the two into *ms (host). */
 int vs_event_elapsed_ms(void* start, void* end, float* ms);
+/* Work queued on `stream` after this call waits until `event` (recorded on another stream) completes,
+ * without blocking the host: how gradient all-reduces overlap the backward pass. Host build: no-op,
+ * its kernels finish before they return. */
+int vs_stream_wait_event(vs_stream stream, void* event);
 
 /* ---------------------------------------------------------------------------------------------------
  * Elementwise and reductions
@@ -131,7 +135,8 @@ int vs_gelu_bwd(int dtype, int64_t n, const void* x, const void* dy, void* dx, v
  * Accumulation is f32. bias: (n) in c_dtype; aux: (m, n) in c_dtype (see vs_epilogue).
  * A Linear y = x W^T + b is (trans_a 0, trans_b 1); its weight gradient dW += dy^T x is
  * (trans_a 1, trans_b 0, beta 1, c f32); its input gradient dx = dy W is (0, 0).
- * The CUDA build needs 16-byte aligned pointers and row lengths that are multiples of 16 bytes.
+ * The CUDA build needs pointers aligned to their element size; 16-byte aligned pointers and rows of
+ * a multiple of 16 bytes get the fastest (tensor-core) kernels.
  * ------------------------------------------------------------------------------------------------- */
 int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
             float alpha, const void* a, const void* b, float beta, void* c, const void* bias, int epilogue,

@@ -19,6 +19,8 @@ export class Graph {
   private grads = new Map<number, Tensor>();
   /** Whether ops record backward closures (false for evaluation). */
   recording: boolean;
+  /** Told when a parameter's gradient buffer is about to be written (gradient bucketing listens). */
+  onParamGrad?: (gradBuffer: Tensor) => void;
 
   constructor(readonly arena: Arena = new Arena(), opts: { grad?: boolean } = {}) {
     this.recording = opts.grad ?? true;
@@ -48,7 +50,10 @@ export class Graph {
    */
   gradSlot(t: Tensor): GradSlot | undefined {
     if (!t.requiresGrad) return undefined;
-    if (t.gradBuffer) return { buf: t.gradBuffer, accumulate: true };
+    if (t.gradBuffer) {
+      this.onParamGrad?.(t.gradBuffer);
+      return { buf: t.gradBuffer, accumulate: true };
+    }
     const existing = this.grads.get(t.id);
     if (existing) return { buf: existing, accumulate: true };
     const buf = this.alloc(t.shape, t.gradDtype ?? t.dtype);
@@ -94,8 +99,11 @@ export class Graph {
     native().call("vs_add", slot.buf.code, slot.buf.numel, slot.buf.ptr, tmp.ptr, slot.buf.ptr, null);
   }
 
-  /** Runs the tape backwards from a scalar f32 loss (seeded with d loss = 1). */
-  backward(loss: Tensor): void {
+  /**
+   * Runs the tape backwards from a scalar f32 loss (seeded with d loss = 1). `after(i)` runs after the
+   * i-th closure from the end (0, 1, ...), so gradients can leave while the backward goes on.
+   */
+  backward(loss: Tensor, after?: (i: number) => void): void {
     if (loss.numel !== 1 || loss.dtype !== "f32") {
       throw new RangeError(`backward needs a scalar f32 loss, got ${loss}`);
     }
@@ -105,7 +113,11 @@ export class Graph {
     const seed = this.alloc([1], "f32");
     writeTensor(seed, [1]);
     this.grads.set(loss.id, seed);
-    for (let i = this.tape.length - 1; i >= 0; i--) this.tape[i]();
+    const n = this.tape.length;
+    for (let i = n - 1; i >= 0; i--) {
+      this.tape[i]();
+      after?.(n - 1 - i);
+    }
     this.tape = [];
     this.grads.clear();
   }

@@ -3,12 +3,18 @@
  * it, and data-parallel training that matches one process with the whole batch.
  */
 import assert from "node:assert/strict";
-import { distEnv, firstSlurmHost } from "../lib/dist/env.ts";
-import { freePort } from "../lib/dist/launch.ts";
+import { Graph } from "../lib/autograd.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
+import { distEnv, firstSlurmHost } from "../lib/dist/env.ts";
+import { GradSync } from "../lib/dist/grad_sync.ts";
+import { freePort } from "../lib/dist/launch.ts";
+import { ptrAddress } from "../lib/ffi/pointers.ts";
 import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
+import { modelConfig } from "../lib/model/config.ts";
+import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
+import { Rng } from "../lib/rng.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
-import "./helpers.ts";
+import { arena, randn } from "./helpers.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const WORKER = `${ROOT}tests/fixtures/dist_worker.ts`;
@@ -160,4 +166,54 @@ Deno.test("2 host processes with batch 2 train the same weights as 1 process wit
     for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
   }
   assert.ok(diff > 100 * Math.max(worst, 1e-7), `batch 2 alone differs by only ${diff}`);
+});
+
+Deno.test("gradient buckets leave during the backward and cover the gradient buffer exactly once", async () => {
+  const model = new VideoMAEPretrain(modelConfig("tiny")).allocate("f32").initialize(1);
+  const base = ptrAddress(model.store.grad!.ptr);
+  let current = -1;
+  const calls: { start: number; len: number; at: number }[] = [];
+  const group = {
+    rank: 0,
+    worldSize: 2,
+    kind: "host" as const,
+    allReduce: (t: { ptr: Deno.PointerValue; numel: number }) => {
+      calls.push({ start: (ptrAddress(t.ptr) - base) / 4, len: t.numel, at: current });
+      return Promise.resolve();
+    },
+    broadcast: () => Promise.resolve(),
+    allReduceNumbers: (v: number[]) => Promise.resolve(v),
+    barrier: () => Promise.resolve(),
+    close: () => Promise.resolve(),
+  };
+  const sync = new GradSync(group, model.store, 16 << 10);
+  const rng = new Rng(2);
+  const video = randn(rng, [2, 3, 4, 32, 32]);
+  let tapeLength = 0;
+  for (let step = 0; step < 2; step++) {
+    calls.length = 0;
+    const g = new Graph(arena);
+    const { loss } = model.forward(g, video, { rng, maskRatio: 0.75 });
+    const hook = sync.hook(g);
+    g.backward(loss, (i) => {
+      current = i;
+      tapeLength = i + 1;
+      hook(i);
+    });
+    current = tapeLength;
+    await sync.finish();
+    g.reset();
+    if (step === 0) assert.deepEqual(calls.map((c) => [c.start, c.len]), [[0, model.store.total]]);
+  }
+  const layout = sync.layout!;
+  assert.ok(layout.length > 3, `${layout.length} buckets`);
+  const covered = calls.map((c) => [c.start, c.start + c.len]).sort((a, b) => a[0] - b[0]);
+  assert.equal(covered[0][0], 0);
+  for (let i = 1; i < covered.length; i++) assert.equal(covered[i][0], covered[i - 1][1]);
+  assert.equal(covered[covered.length - 1][1], model.store.total);
+  // The decoder's buckets (the end of the buffer) leave well before the backward ends.
+  const first = calls[0];
+  assert.ok(first.at < tapeLength / 2, `first bucket left after closure ${first.at} of ${tapeLength}`);
+  assert.equal(first.start + first.len, model.store.total);
+  model.free();
 });

@@ -366,6 +366,13 @@ int vs_device_sync(void) {
   return VS_OK;
 }
 
+int vs_stream_wait_event(vs_stream stream, void* event) {
+  static const char* fn = "vs_stream_wait_event";
+  VSW_TRY(vsw::check_ptr(fn, "event", event));
+  VSW_CUDA(fn, cudaStreamWaitEvent(vsw::as_stream(stream), reinterpret_cast<cudaEvent_t>(event), 0));
+  return VS_OK;
+}
+
 int vs_event_create(void** event) {
   static const char* fn = "vs_event_create";
   VSW_TRY(vsw::check_ptr(fn, "event", event));

@@ -271,6 +271,11 @@ int vs_device_sync(void) {
   return VS_OK;
 }
 
+int vs_stream_wait_event(vs_stream stream, void* event) {
+  VS_TRY(vs_check_ptr("vs_stream_wait_event", "event", event, 1));
+  return VS_OK;
+}
+
 typedef struct {
   struct timespec when;
   int recorded;

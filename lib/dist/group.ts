@@ -5,7 +5,7 @@
  * all-gather, 2 (W - 1) / W of the data per rank); the NCCL group (nccl_group.ts) uses the same
  * rendezvous only to share NCCL's unique id.
  */
-import { copyFromDevice, copyToDevice } from "../ffi/pointers.ts";
+import { copyFromDevice, copyToDevice, type Pointer } from "../ffi/pointers.ts";
 import type { Tensor } from "../tensor.ts";
 import { Channel, connectWithRetry, PeerError } from "./channel.ts";
 import type { DistEnv } from "./env.ts";
@@ -16,8 +16,11 @@ export interface ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly kind: "single" | "host" | "nccl";
-  /** In-place all-reduce of an f32 tensor. */
-  allReduce(t: Tensor, op: ReduceOp): Promise<void>;
+  /**
+   * In-place all-reduce of an f32 tensor. NCCL queues it on `stream` (the default stream when
+   * omitted) and returns at once; the host ring resolves when the data is back in place.
+   */
+  allReduce(t: Tensor, op: ReduceOp, stream?: Pointer): Promise<void>;
   /** In-place broadcast of a tensor from `root`. */
   broadcast(t: Tensor, root: number): Promise<void>;
   /** All-reduce of a few host numbers (metrics). */

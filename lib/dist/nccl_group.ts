@@ -37,11 +37,20 @@ export class NcclGroup implements ProcessGroup {
     return new NcclGroup(comm, new HostGroup(links));
   }
 
-  allReduce(t: Tensor, op: ReduceOp): Promise<void> {
+  allReduce(t: Tensor, op: ReduceOp, stream: Pointer = null): Promise<void> {
     if (t.dtype !== "f32" && t.dtype !== "bf16") {
       throw new TypeError(`NCCL all-reduce takes f32 or bf16, got ${t}`);
     }
-    native().call("vs_nccl_all_reduce", this.comm, t.code, t.numel, t.ptr, t.ptr, op === "avg" ? 1 : 0, null);
+    native().call(
+      "vs_nccl_all_reduce",
+      this.comm,
+      t.code,
+      t.numel,
+      t.ptr,
+      t.ptr,
+      op === "avg" ? 1 : 0,
+      stream,
+    );
     return Promise.resolve();
   }
 

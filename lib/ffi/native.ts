@@ -150,6 +150,13 @@ export class Native {
     );
   }
 
+  /** A new stream (vs_stream_create); NULL is the default stream. */
+  createStream(): Deno.PointerValue {
+    const out = new BigUint64Array(1);
+    this.call("vs_stream_create", Deno.UnsafePointer.of(out));
+    return Deno.UnsafePointer.create(out[0]);
+  }
+
   /** A timing event (vs_event_create). */
   createEvent(): Deno.PointerValue {
     const out = new BigUint64Array(1);

@@ -37,6 +37,7 @@ export const SYMBOLS = {
   vs_event_destroy: fn(P),
   vs_event_record: fn(P, P),
   vs_event_elapsed_ms: fn(P, P, P),
+  vs_stream_wait_event: fn(P, P),
 
   vs_cast: fn(I32, I32, I64, P, P, P),
   vs_fill: fn(I32, I64, F32, P, P),

@@ -10,6 +10,7 @@ import { encodePng, writePng } from "../data/png_grid.ts";
 import { ensureSyntheticDataset } from "../data/synthetic.ts";
 import { distEnv } from "../dist/env.ts";
 import { HostGroup, type ProcessGroup, rendezvous, SingleGroup } from "../dist/group.ts";
+import { GradSync } from "../dist/grad_sync.ts";
 import { NcclGroup } from "../dist/nccl_group.ts";
 import { openNative } from "../ffi/native.ts";
 import { TensorBoardWriter } from "../io/tensorboard.ts";
@@ -171,6 +172,8 @@ export async function* pretrain(
   }
   // Every rank continues its own part of the stream; the checkpoint holds rank 0's position.
   const loader = makeLoader(state ? { ...(state.data as object), rank: env.rank } : undefined);
+  // Gradients are averaged in buckets that leave during the backward (a single process skips it).
+  const sync = group.worldSize > 1 ? new GradSync(group, model.store) : undefined;
   // The same starting weights everywhere (a fresh init or a checkpoint alike).
   await group.broadcast(model.store.master!, 0);
   model.store.syncCompute();
@@ -244,8 +247,8 @@ export async function* pretrain(
       }
 
       // 3. Backward, gradients averaged over the ranks, AdamW (clipping inside when configured).
-      g.backward(res.loss);
-      await group.allReduce(model.store.grad!, "avg");
+      g.backward(res.loss, sync?.hook(g));
+      await sync?.finish();
       opt.update(lr);
 
       // 4. Metrics, logs, pictures.
