@@ -12,7 +12,27 @@ const fn = <const A extends readonly Deno.NativeType[]>(...parameters: A) =>
   ({ parameters, result: I32 }) as const;
 
 /** vs_crop_resize_normalize's parameters (it has a nonblocking twin). */
-const CROP_RESIZE = [I32, I32, I64, I64, I64, P, I64, P, F32, F32, F32, F32, I64, I64, I32, I32, P, P, P] as const;
+const CROP_RESIZE = [
+  I32,
+  I32,
+  I64,
+  I64,
+  I64,
+  P,
+  I64,
+  P,
+  F32,
+  F32,
+  F32,
+  F32,
+  I64,
+  I64,
+  I32,
+  I32,
+  P,
+  P,
+  P,
+] as const;
 
 export const SYMBOLS = {
   vs_abi_version: { parameters: [], result: I32 },
