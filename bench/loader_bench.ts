@@ -32,6 +32,7 @@ const { values: a } = parseArgs({
     dtype: { type: "string", default: "f32" },
     device: { type: "string", default: "host" },
     trials: { type: "string", default: "3" },
+    "pixel-format": { type: "string", default: "yuv420p" },
   },
 });
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -129,6 +130,7 @@ function loaderOptions(repeats: number, seed: number) {
     workers,
     seed,
     dtype: a.dtype as "f32" | "bf16",
+    pixelFormat: a["pixel-format"] as "yuv420p" | "rgb24",
     probeCache: `${root}runs/bench_loader/probe_cache.json`,
   };
 }
@@ -184,7 +186,7 @@ const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length
 console.log(`data: ${data.what} (${files.length} files); ${workers} decode processes; ${Deno.build.arch}`);
 console.log(
   `clip: ${a.frames} frames, stride ${a["sampling-rate"]}, decoded at short side ${a["short-side"]}, ` +
-    `multi-scale crop to ${a["input-size"]}, ${a.dtype} output`,
+    `multi-scale crop to ${a["input-size"]}, ${a.dtype} output, ffmpeg pipes ${a["pixel-format"]}`,
 );
 const rounds = Math.max(1, Math.round(videosWanted / files.length));
 const trials = Number(a.trials);
