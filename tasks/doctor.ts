@@ -6,6 +6,8 @@
  * 2. A whole ViT-B training step (forward, backward, gradient norms) on the GPU against the host build
  *    on the same small batch, the host side computed in a child process.
  * 3. Our cuBLASLt and NCCL declarations compiled against the real headers, when they are installed.
+ * 4. NCCL all-reduce and broadcast through the training rendezvous: one rank, and two on one GPU where
+ *    NCCL allows it.
  * Without a GPU it says so and exits 0 after checking the host build alone.
  */
 import { parseArgs } from "node:util";
@@ -13,6 +15,7 @@ import { loadLibrary } from "../lib/ffi/native.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import { checkHeaders } from "../lib/selftest/headers.ts";
+import { checkNccl, ncclRank } from "../lib/selftest/nccl_check.ts";
 import { compareSteps, runStep, type StepReport } from "../lib/selftest/step.ts";
 
 const { values } = parseArgs({
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     filter: { type: "string" },
     "skip-step": { type: "boolean", default: false },
     "step-child": { type: "boolean", default: false },
+    "nccl-child": { type: "boolean", default: false },
     model: { type: "string", default: "base" },
     batch: { type: "string", default: "2" },
   },
@@ -30,6 +34,11 @@ if (values["step-child"]) {
   // The host half of check 2, run in its own process because a process opens one backend.
   const report = await runStep({ device: "host", model: values.model, batch: Number(values.batch) });
   console.log(JSON.stringify(report));
+  Deno.exit(0);
+}
+
+if (values["nccl-child"]) {
+  await ncclRank();
   Deno.exit(0);
 }
 
@@ -98,6 +107,17 @@ console.log("\n3. cuBLASLt and NCCL declarations against the real headers");
 for (const line of await checkHeaders()) {
   if (line.startsWith("FAIL")) failures++;
   console.log(`  ${line}`);
+}
+
+console.log("\n4. NCCL (the multi-GPU path)");
+if (values.filter) console.log("  skipped");
+else if (gpu.symbols.vs_nccl_available() !== 1) {
+  console.log(`  skipped: NCCL cannot be opened (${gpu.lastError()})`);
+} else {
+  for (const line of await checkNccl(new URL(import.meta.url).pathname)) {
+    if (line.startsWith("FAIL")) failures++;
+    console.log(`  ${line}`);
+  }
 }
 
 console.log(`\ndoctor: ${failures === 0 ? "all checks passed" : `${failures} check(s) failed`}`);
