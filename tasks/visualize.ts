@@ -2,6 +2,8 @@
  * `deno task visualize --data LIST`: PNG grids of the clips the loader samples, each followed by the same
  * clip with its tube mask (masked patches greyed), one image per batch in --out. Without --data it shows
  * the synthetic dataset (made under runs/synthetic if needed). The grid writer is lib/data/png_grid.ts.
+ * `--ckpt RUN_OR_CHECKPOINT` instead draws reconstructions of a pretraining checkpoint (original,
+ * masked and reconstructed frames of each clip).
  */
 import { parseArgs } from "node:util";
 import { openNative } from "../lib/ffi/native.ts";
@@ -11,11 +13,14 @@ import { applyMask, type ClipFrames, clipFromBatch, gridImage, writePng } from "
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { maskToBoolean } from "../lib/model/masking.ts";
 import { readFloats } from "../lib/tensor.ts";
+import { writeReconstructions } from "../lib/train/visualize_ckpt.ts";
 
 const { values: a } = parseArgs({
   args: Deno.args,
   options: {
     data: { type: "string" },
+    ckpt: { type: "string" },
+    device: { type: "string", default: "auto" },
     "data-root": { type: "string" },
     out: { type: "string", default: "runs/visualize" },
     mode: { type: "string", default: "pretrain" },
@@ -38,7 +43,9 @@ if (a.help) {
   console.log(
     "usage: deno task visualize [--data LIST] [--data-root DIR] [--out runs/visualize] [--mode pretrain|train|val|test]\n" +
       "  [--clips 4] [--batches 1] [--frames 16] [--sampling-rate 4] [--input-size 224] [--short-side N]\n" +
-      "  [--repeats 1] [--mask-ratio 0.9] [--tubelet 2] [--patch 16] [--flip] [--seed 0]",
+      "  [--repeats 1] [--mask-ratio 0.9] [--tubelet 2] [--patch 16] [--flip] [--seed 0]\n" +
+      "or: deno task visualize --ckpt RUN_OR_CHECKPOINT [--data LIST] [--out DIR] [--clips 4] [--batches 1] [--device auto]\n" +
+      "  reconstructions of a pretraining checkpoint: original, masked and reconstructed frames per clip",
   );
   Deno.exit(0);
 }
@@ -50,6 +57,26 @@ const int = (k: keyof typeof a) => {
   }
   return v;
 };
+if (a.ckpt) {
+  // Reconstruction mode: the checkpoint's own model, config and (unless --data) data.
+  try {
+    const paths = await writeReconstructions({
+      ckpt: a.ckpt,
+      out: a.out,
+      clips: int("clips"),
+      batches: int("batches"),
+      list: a.data,
+      dataRoot: a["data-root"],
+      seed: int("seed"),
+      device: a.device as "auto" | "host" | "cuda",
+    });
+    for (const p of paths) console.log(p);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+  Deno.exit(0);
+}
 let list = a.data;
 let dataRoot = a["data-root"];
 if (!list) {

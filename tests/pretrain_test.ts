@@ -10,6 +10,7 @@ import { applyOverrides, defaultConfig, loadConfig, type PretrainConfig } from "
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
+import { writeReconstructions } from "../lib/train/visualize_ckpt.ts";
 import "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
@@ -186,6 +187,10 @@ Deno.test("the tiny model pretrains on generated clips: loss falls; logs, Tensor
   const png = await Deno.readFile(`${out}/reconstructions/step-00000024.png`);
   assert.deepEqual([...png.subarray(1, 4)], [80, 78, 71]); // "PNG"
   assert.deepEqual(listCheckpoints(`${out}/checkpoints`).map((c) => c.step), [16, 20, 24]); // every 4, the last 3 kept
+  // `deno task visualize --ckpt`: the checkpoint's own model and data, one picture per clip.
+  const pics = await writeReconstructions({ ckpt: out, out: `${out}/vis`, clips: 2, batches: 1, device: "host" });
+  assert.equal(pics.length, 2);
+  for (const p of pics) assert.deepEqual([...(await Deno.readFile(p)).subarray(1, 4)], [80, 78, 71]);
 });
 
 Deno.test("an interrupted run resumes to the same weights as an uninterrupted one", async () => {

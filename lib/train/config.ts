@@ -4,6 +4,7 @@
  * and where it came from.
  */
 import { parse as parseYaml } from "yaml";
+import { type ModelConfig, modelConfig } from "../model/config.ts";
 
 export interface PretrainConfig {
   model: {
@@ -342,4 +343,15 @@ export async function loadConfig(
     throw new Error(`optim.min_lr ${cfg.optim.min_lr} exceeds optim.lr ${cfg.optim.lr}`);
   }
   return cfg;
+}
+
+/** The model configuration a pretraining config describes. */
+export function modelConfigOf(cfg: PretrainConfig): ModelConfig {
+  return modelConfig(cfg.model.size, {
+    decoderDepth: cfg.model.decoder_depth,
+    imgSize: cfg.model.input_size,
+    frames: cfg.model.frames,
+    tubelet: cfg.model.tubelet,
+    ...(cfg.model.patch_size > 0 ? { patchSize: cfg.model.patch_size } : {}),
+  });
 }

@@ -15,7 +15,6 @@ import { NcclGroup } from "../dist/nccl_group.ts";
 import { openNative } from "../ffi/native.ts";
 import { TensorBoardWriter } from "../io/tensorboard.ts";
 import { Arena, persistentMemory } from "../memory.ts";
-import { modelConfig } from "../model/config.ts";
 import { VideoMAEPretrain } from "../model/pretrain.ts";
 import { Rng } from "../rng.ts";
 import { readFloats, readScalar } from "../tensor.ts";
@@ -27,7 +26,7 @@ import {
   pruneCheckpoints,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import type { PretrainConfig } from "./config.ts";
+import { modelConfigOf, type PretrainConfig } from "./config.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
 import { CosineSchedule } from "./schedule.ts";
@@ -93,13 +92,7 @@ export async function* pretrain(
   const dtype = cfg.model.dtype === "auto" ? (n.backend === "cuda" ? "bf16" : "f32") : cfg.model.dtype;
 
   // Model and optimiser.
-  const mc = modelConfig(cfg.model.size, {
-    decoderDepth: cfg.model.decoder_depth,
-    imgSize: cfg.model.input_size,
-    frames: cfg.model.frames,
-    tubelet: cfg.model.tubelet,
-    ...(cfg.model.patch_size > 0 ? { patchSize: cfg.model.patch_size } : {}),
-  });
+  const mc = modelConfigOf(cfg);
   const model = new VideoMAEPretrain(mc).allocate(dtype).initialize(cfg.train.seed);
   const scale = cfg.optim.scale_lr ? cfg.train.batch_size / 256 : 1;
   const opt = new AdamW(model.store, {
