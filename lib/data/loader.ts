@@ -657,7 +657,8 @@ export class VideoLoader {
           indices: u.frames,
           shortSide: this.shortSide,
           region,
-          pixelFormat: this.opts.pixelFormat ?? "yuv420p",
+          // RandAugment works on RGB pixels as PIL does.
+          pixelFormat: this.randAugment ? "rgb24" : this.opts.pixelFormat ?? "yuv420p",
           pool: this.pool,
           signal,
         })
