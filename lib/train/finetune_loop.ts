@@ -14,7 +14,7 @@ import { Graph } from "../autograd.ts";
 import { readHeadMap, readLabelNames } from "../data/labels.ts";
 import { VideoLoader } from "../data/loader.ts";
 import { rngFor } from "../data/seed.ts";
-import { ensureSyntheticDataset } from "../data/synthetic.ts";
+import { ensureSyntheticDataset, MOTION_CLASSES } from "../data/synthetic.ts";
 import { openNative } from "../ffi/native.ts";
 import { TensorBoardWriter } from "../io/tensorboard.ts";
 import { Arena, persistentMemory } from "../memory.ts";
@@ -200,6 +200,8 @@ export async function runTest(
   }
   const labelNames = cfg.data.label_names
     ? readLabelNames(cfg.data.label_names, model.numClasses)
+    : cfg.data.source === "shapes"
+    ? MOTION_CLASSES.slice(0, model.numClasses)
     : undefined;
   return await mergeTest(dir, worldSize, {
     videos: loader.entries.length,
