@@ -36,6 +36,8 @@ export interface StepMetrics {
   totalSteps: number;
   epoch: number;
   loss: number;
+  /** Mean loss since the last log line (what the log shows: single steps are noisy). */
+  lossMean: number;
   lr: number;
   /** Global gradient norm before clipping (read on logging steps only; NaN otherwise). */
   gradNorm: number;
@@ -197,6 +199,7 @@ export async function* pretrain(
   let windowStart = performance.now();
   let windowWait = loader.stats().waitedMs;
   let windowSteps = 0;
+  let windowLoss = 0;
 
   const save = async (step: number, metrics: Record<string, number>) => {
     if (!lead) return;
@@ -258,6 +261,7 @@ export async function* pretrain(
         totalSteps,
         epoch,
         loss: lossSum / group.worldSize,
+        lossMean: (windowLoss += lossSum / group.worldSize) / windowSteps,
         lr,
         gradNorm: logNow ? readScalar(opt.gradNorm) : NaN,
         videosPerSecond: vps,
@@ -271,7 +275,7 @@ export async function* pretrain(
         const eta = ((totalSteps - step - 1) * metrics.stepMs) / 1000;
         await Deno.stdout.write(
           new TextEncoder().encode(
-            `\rstep ${step + 1}/${totalSteps}  loss ${loss.toFixed(4)}  ${vps.toFixed(1)} videos/s  ETA ${
+            `\rstep ${step + 1}/${totalSteps}  loss ${metrics.lossMean.toFixed(4)}  ${vps.toFixed(1)} videos/s  ETA ${
               formatSeconds(eta)
             }   `,
           ),
@@ -291,6 +295,7 @@ export async function* pretrain(
         windowStart = performance.now();
         windowWait = loader.stats().waitedMs;
         windowSteps = 0;
+        windowLoss = 0;
       }
       if (
         lead && cfg.train.vis_every > 0 && ((step + 1) % cfg.train.vis_every === 0 || step + 1 === totalSteps)
@@ -359,7 +364,7 @@ export function formatLine(m: StepMetrics): string {
   const parts = [
     `step ${m.step}/${m.totalSteps}`,
     `epoch ${m.epoch}`,
-    `loss ${m.loss.toFixed(4)}`,
+    `loss ${m.lossMean.toFixed(4)}`,
     `lr ${m.lr.toExponential(2)}`,
     `grad_norm ${Number.isFinite(m.gradNorm) ? m.gradNorm.toFixed(3) : "-"}`,
     `${m.videosPerSecond.toFixed(1)} videos/s`,
