@@ -36,6 +36,9 @@ const base: LoaderOptions = {
   shortSide: 48,
   seed: 11,
   workers: 2,
+  prefetch: 1,
+  // Shared by the loaders of this file: each video is probed once.
+  probeCache: `${tmp}/probe_cache.json`,
   log: () => {},
 };
 
