@@ -114,6 +114,31 @@ Deno.test("decoding picks the asked frames (with and without input seek), scaled
   );
 });
 
+Deno.test("a 4-field list entry samples inside its start..end segment", async () => {
+  const path = entries[5].path;
+  const all =
+    (await runTool(ffmpegPath(), ["-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]))
+      .stdout;
+  const seg: ListEntry = { ...entries[5], start: 20, end: 39 };
+  const opts: LoaderOptions = { ...base, entries: [seg], mode: "val", batchSize: 1, frames: 4 };
+  const [{ video }] = await run({ ...opts, inputSize: 64, shortSide: 64, pixelFormat: "rgb24" }, 1);
+  // Validation takes segment centres: F = 20, seg = 5, frames 2, 7, 12, 17 of the segment.
+  const fb = 64 * 64;
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  [22, 27, 32, 37].forEach((frame, f) => {
+    for (let c = 0; c < 3; c++) {
+      for (const px of [0, 1000, 2080, 4095]) {
+        const want = (all[(frame * fb + px) * 3 + c] / 255 - mean[c]) / std[c];
+        assert.ok(
+          Math.abs(video[(c * 4 + f) * fb + px] - want) < 1e-5,
+          `frame ${frame} channel ${c} pixel ${px}`,
+        );
+      }
+    }
+  });
+});
+
 Deno.test("the loader is deterministic given the seed, whatever the worker count", async () => {
   const a = await run(base, 3);
   const b = await run({ ...base, workers: 1, prefetch: 0 }, 3);
