@@ -14,12 +14,8 @@ import {
   loadFinetuneConfig,
   validateFinetuneConfig,
 } from "../lib/train/finetune_config.ts";
-import {
-  evaluateCheckpoint,
-  finetune,
-  type FinetuneStepMetrics,
-  type FinetuneSummary,
-} from "../lib/train/finetune_loop.ts";
+import { evaluateCheckpoint } from "../lib/train/finetune_eval.ts";
+import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune_loop.ts";
 import "./helpers.ts";
 
 Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that name the key", async () => {
@@ -147,7 +143,7 @@ Deno.test("a tiny fine-tune learns the motion classes of its clips well above ch
   // The test alone from the saved checkpoint gives the same figures.
   const last = listCheckpoints(`${out}/checkpoints`).pop()!;
   assert.equal(last.step, 48);
-  const again = await evaluateCheckpoint(tinyConfig(`${dataDir}/eval`), last.path);
+  const again = (await evaluateCheckpoint(tinyConfig(`${dataDir}/eval`), last.path))!;
   assert.deepEqual(again.report.missing, []);
   assert.equal(again.summary.top1, test.top1);
   assert.equal(again.summary.top5, test.top5);

@@ -11,7 +11,7 @@ import { loadSafetensors, type SafeTensor, toFloats } from "../lib/io/safetensor
 import { crc32, memorySource, ZipReader } from "../lib/io/zip.ts";
 import { VideoClassifier } from "../lib/model/classifier.ts";
 import { modelConfig } from "../lib/model/config.ts";
-import { formatReport, loadIntoClassifier, loadPretrained } from "../lib/model/pretrained.ts";
+import { formatReport, loadIntoClassifier, loadPretrained, vswiftRename } from "../lib/model/pretrained.ts";
 import { checkHeadMap, classCount, datasetName } from "../lib/data/labels.ts";
 import "./helpers.ts";
 
@@ -191,6 +191,18 @@ Deno.test("_orig_mod. / backbone. / encoder. prefixes are stripped; a head of an
     "shape [7] does not fit the model's 5-class head",
   ]);
   m2.free();
+
+  // A safetensors file has no order: the encoder's position table wins whichever comes first.
+  const t = (v: number): SafeTensor => ({
+    dtype: "F32",
+    shape: [1],
+    data: new Uint8Array(Float32Array.of(v).buffer),
+  });
+  for (const names of [["encoder.pos_embed", "pos_embed"], ["pos_embed", "encoder.pos_embed"]]) {
+    const r3 = vswiftRename(new Map(names.map((n) => [n, t(n.startsWith("encoder") ? 1 : 2)])));
+    assert.deepEqual(toFloats(r3.tensors.get("pos_embed")!), Float32Array.of(1));
+    assert.deepEqual(r3.dropped.map((d) => d.name), ["pos_embed"]);
+  }
 });
 
 Deno.test("a 710-class head is row-sliced into a Kinetics-400 head with the label map, else dropped", () => {

@@ -84,25 +84,32 @@ function strip(name: string, prefixes: readonly string[]): string {
 /**
  * Renames a state dict by V-SWIFT's fine-tuning rules, keeping insertion order: `_orig_mod.` anywhere in
  * a name, then a leading `backbone.` or `encoder.`. When two names collide (a pretraining checkpoint's
- * decoder `pos_embed` and `encoder.pos_embed`), the later one wins, as in V-SWIFT; the loser is
- * returned in `dropped`.
+ * decoder `pos_embed` and `encoder.pos_embed`), the one that had the prefix wins: V-SWIFT keeps the later
+ * one, which in PyTorch's state-dict order is the encoder's, but a safetensors file has no order. The
+ * loser is returned in `dropped`.
  */
 export function vswiftRename(tensors: Map<string, SafeTensor>): {
   tensors: Map<string, SafeTensor>;
   dropped: { name: string; why: string }[];
 } {
   const out = new Map<string, SafeTensor>();
-  const from = new Map<string, string>();
+  const from = new Map<string, { name: string; prefixed: boolean }>();
   const dropped: { name: string; why: string }[] = [];
   for (const [name, t] of tensors) {
-    const renamed = strip(name.replaceAll("_orig_mod.", ""), ["backbone.", "encoder."]);
+    const bare = name.replaceAll("_orig_mod.", "");
+    const renamed = strip(bare, ["backbone.", "encoder."]);
+    const prefixed = renamed !== bare;
     const prev = from.get(renamed);
     if (prev !== undefined) {
-      dropped.push({ name: prev, why: `${name} also maps to ${renamed} and comes later` });
+      if (prev.prefixed && !prefixed) {
+        dropped.push({ name, why: `${prev.name} also maps to ${renamed} and wins (the encoder's)` });
+        continue;
+      }
+      dropped.push({ name: prev.name, why: `${name} also maps to ${renamed} and wins` });
       out.delete(renamed);
     }
     out.set(renamed, t);
-    from.set(renamed, name);
+    from.set(renamed, { name, prefixed });
   }
   return { tensors: out, dropped };
 }

@@ -1,13 +1,22 @@
 /**
  * Evaluation of a classifier: the per-epoch validation (one centre view per video: top-1, top-5 and
- * cross-entropy, pad views left out) and the final multi-view test (every view's logits written to this
- * rank's file, then merged over every rank's file into per-video results and a summary).
+ * cross-entropy over the videos of every rank, pad views left out) and the multi-view test (each rank
+ * writes its views' logits to its own file; rank 0 merges every rank's file into per-video results and a
+ * summary). `evaluateCheckpoint` is `deno task eval --ckpt`: the test alone.
  */
 import { Graph } from "../autograd.ts";
+import { readHeadMap, readLabelNames } from "../data/labels.ts";
 import type { VideoLoader } from "../data/loader.ts";
-import type { Arena } from "../memory.ts";
+import { MOTION_CLASSES } from "../data/synthetic.ts";
+import type { ProcessGroup } from "../dist/group.ts";
+import { Arena } from "../memory.ts";
 import type { VideoClassifier } from "../model/classifier.ts";
+import { formatReport, loadPretrained, type PretrainedReport } from "../model/pretrained.ts";
 import { readFloats } from "../tensor.ts";
+import type { FinetuneConfig } from "./finetune_config.ts";
+import { evalLoader, type RankInfo, resolveData, type RunData } from "./finetune_data.ts";
+import { buildClassifier } from "./finetune_model.ts";
+import { describeProcess, openTrainingProcess } from "./process_group.ts";
 import {
   appendViews,
   mergeViews,
@@ -27,16 +36,14 @@ export interface EvalMetrics {
   videos: number;
 }
 
+type Keys = { video: number; chunk: number; split: number; pad: boolean }[];
+
 /** Runs the loader's one pass through the model without gradients; calls `each` per batch. */
 async function forEachBatch(
   model: VideoClassifier,
   loader: VideoLoader,
   arena: Arena,
-  each: (
-    logits: Float32Array,
-    labels: Int32Array,
-    keys: { video: number; chunk: number; split: number; pad: boolean }[],
-  ) => void | Promise<void>,
+  each: (logits: Float32Array, labels: Int32Array, keys: Keys) => void | Promise<void>,
 ): Promise<void> {
   for (;;) {
     const g = new Graph(arena, { grad: false });
@@ -52,29 +59,32 @@ async function forEachBatch(
   }
 }
 
-/** Top-1 / top-5 / mean cross-entropy on hard labels over the non-pad views of a val loader. */
+/**
+ * Top-1 / top-5 / mean cross-entropy on hard labels over the non-pad views of this rank's val loader,
+ * summed over the ranks of `group` when given.
+ */
 export async function validate(
   model: VideoClassifier,
   loader: VideoLoader,
   arena: Arena,
+  group?: ProcessGroup,
 ): Promise<EvalMetrics> {
   const k = model.numClasses;
-  let n = 0;
-  let c1 = 0;
-  let c5 = 0;
-  let loss = 0;
+  let [n, c1, c5, loss] = [0, 0, 0, 0];
   await forEachBatch(model, loader, arena, (logits, labels, keys) => {
     keys.forEach((key, i) => {
       if (key.pad) return;
       const row = logits.subarray(i * k, (i + 1) * k);
-      const p = softmax(row);
       const top = topK(row, 5);
       n++;
       if (top[0] === labels[i]) c1++;
       if (top.includes(labels[i])) c5++;
-      loss -= Math.log(Math.max(p[labels[i]], 1e-300));
+      loss -= Math.log(Math.max(softmax(row)[labels[i]], 1e-300));
     });
   });
+  if (group && group.worldSize > 1) {
+    [n, c1, c5, loss] = await group.allReduceNumbers([n, c1, c5, loss], "sum");
+  }
   return { top1: n ? (100 * c1) / n : 0, top5: n ? (100 * c5) / n : 0, loss: n ? loss / n : NaN, videos: n };
 }
 
@@ -111,10 +121,7 @@ export async function testViews(
   return written;
 }
 
-/**
- * Merges the view files of ranks 0 .. worldSize - 1 and writes test_per_video.csv and
- * test_summary.json into `dir` (rank 0's job).
- */
+/** Merges the view files of ranks 0 .. worldSize - 1 and writes test_per_video.csv and test_summary.json. */
 export async function mergeTest(
   dir: string,
   worldSize: number,
@@ -137,4 +144,99 @@ export async function mergeTest(
     extra: opts.extra,
   });
   return { summary: merged.summary, perVideo: out.perVideo, summaryFile: out.summary };
+}
+
+/** Where a test's results are. */
+export interface TestResult {
+  summary: TestSummary;
+  perVideo: string;
+  summaryFile: string;
+}
+
+/**
+ * The multi-view test of a model on the test split, into <train.output>/test: every rank writes its
+ * views, then rank 0 merges them (other ranks get undefined).
+ */
+export async function runTest(
+  cfg: FinetuneConfig,
+  model: VideoClassifier,
+  data: RunData,
+  dtype: "f32" | "bf16",
+  arena: Arena,
+  ranks: RankInfo,
+  group?: ProcessGroup,
+  extra: Record<string, unknown> = {},
+): Promise<TestResult | undefined> {
+  const loader = evalLoader(cfg, "test", data.test, dtype, ranks);
+  const dir = `${cfg.train.output}/test`;
+  try {
+    await testViews(model, loader, arena, dir, ranks.rank);
+  } finally {
+    await loader.close();
+  }
+  await group?.barrier();
+  if (ranks.rank !== 0) return undefined;
+  const labelNames = cfg.data.label_names
+    ? readLabelNames(cfg.data.label_names, model.numClasses)
+    : cfg.data.source === "shapes"
+    ? MOTION_CLASSES.slice(0, model.numClasses)
+    : undefined;
+  return await mergeTest(dir, ranks.worldSize, {
+    videos: loader.entries.length,
+    viewsPerVideo: cfg.data.test_chunks * cfg.data.test_crops,
+    paths: loader.entries.map((e) => e.path),
+    labelNames,
+    extra: { chunks: cfg.data.test_chunks, crops: cfg.data.test_crops, ...extra },
+  });
+}
+
+/** The result line of a test. */
+export function formatTest(cfg: FinetuneConfig, t: TestSummary): string {
+  return `test (${cfg.data.test_chunks} x ${cfg.data.test_crops} views): top-1 ${t.top1.toFixed(2)}%  top-5 ${
+    t.top5.toFixed(2)
+  }% over ${t.videos} videos`;
+}
+
+/**
+ * `deno task eval --ckpt`: the multi-view test alone, on a fine-tuned classifier (a checkpoint folder of
+ * ours, a safetensors file or a .pth file); the weights must cover the whole classifier. Rank 0 returns
+ * the merged result.
+ */
+export async function evaluateCheckpoint(
+  cfg: FinetuneConfig,
+  ckpt: string,
+  opts: { print?: boolean } = {},
+): Promise<(TestResult & { report: PretrainedReport }) | undefined> {
+  const proc = await openTrainingProcess(cfg.train.device, cfg.model.dtype);
+  const say = (m: string) => opts.print && proc.lead && console.log(m);
+  say(describeProcess(proc));
+  await Deno.mkdir(cfg.train.output, { recursive: true });
+  const model = buildClassifier(cfg, proc.dtype);
+  const arena = new Arena();
+  try {
+    const report = await loadPretrained(model, ckpt, {
+      modelKeys: cfg.train.model_key.split("|").filter(Boolean),
+      headMap: cfg.data.head_map ? readHeadMap(cfg.data.head_map, model.numClasses) : undefined,
+      headMapSource: cfg.data.head_map || undefined,
+    });
+    say(formatReport(report));
+    if (report.missing.length > 0) {
+      throw new Error(
+        `${ckpt} does not hold a whole ${model.numClasses}-class classifier (missing ${
+          report.missing.join(", ")
+        }); test a fine-tuned checkpoint, or check model.size and model.num_classes`,
+      );
+    }
+    const data = await resolveData(cfg, proc.group, say);
+    if (!data.test.list) {
+      throw new Error("No test list: set data.test_list (V-SWIFT tests on the validation list)");
+    }
+    const r = await runTest(cfg, model, data, proc.dtype, arena, proc.env, proc.group, { checkpoint: ckpt });
+    if (r) say(formatTest(cfg, r.summary));
+    return r && { ...r, report };
+  } finally {
+    arena.dispose();
+    model.free();
+    await proc.group.close();
+  }
 }
