@@ -52,6 +52,10 @@ Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that 
     /Unknown dataset "k800"/,
   );
   await assert.rejects(loadFinetuneConfig(undefined), /No data: set data.train_list/);
+  await assert.rejects(
+    loadFinetuneConfig(undefined, ["--data.train_list", "x", "--model.num_classes", "400"]),
+    /model.num_classes 400 does not match data.dataset SSV2 \(174 classes\)/,
+  );
 });
 
 const dataDir = await Deno.makeTempDir({ prefix: "vswift-finetune-" });

@@ -289,6 +289,13 @@ export function headClasses(cfg: FinetuneConfig): number {
 /** Cross-field checks, with messages naming the fields. */
 export function validateFinetuneConfig(cfg: FinetuneConfig): void {
   const classes = headClasses(cfg); // throws for an unknown dataset
+  const known = classCount(cfg.data.dataset);
+  if (cfg.data.dataset !== "shapes" && cfg.model.num_classes > 0 && cfg.model.num_classes !== known) {
+    // V-SWIFT asserts the same: a head of another size than the dataset's classes is a mistake.
+    throw new Error(
+      `model.num_classes ${cfg.model.num_classes} does not match data.dataset ${cfg.data.dataset} (${known} classes)`,
+    );
+  }
   if (cfg.data.source === "list" && !cfg.data.train_list && !cfg.data.test_list) {
     throw new Error("No data: set data.train_list (and val_list / test_list), or data.source to shapes");
   }
