@@ -3,8 +3,18 @@
  * overrides from the command line. Unknown keys and bad values are errors naming the key, the value
  * and where it came from.
  */
-import { parse as parseYaml } from "yaml";
 import { type ModelConfig, modelConfig } from "../model/config.ts";
+import {
+  applyCliOverrides,
+  applyYamlDoc,
+  bool,
+  int,
+  type Leaf,
+  num,
+  numbers,
+  readYamlFile,
+  str,
+} from "./config_schema.ts";
 
 export interface PretrainConfig {
   model: {
@@ -80,22 +90,6 @@ export interface PretrainConfig {
   };
 }
 
-type Leaf =
-  | { type: "int"; min: number; max?: number }
-  | { type: "number"; min: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
-  | { type: "bool" }
-  | { type: "string"; choices?: string[] }
-  | { type: "numbers"; length: number; min?: number; max?: number; exclusiveMax?: boolean };
-
-const int = (min: number, max?: number): Leaf => ({ type: "int", min, max });
-const num = (min: number, extra: Partial<Extract<Leaf, { type: "number" }>> = {}): Leaf => ({
-  type: "number",
-  min,
-  ...extra,
-});
-const bool: Leaf = { type: "bool" };
-const str = (choices?: string[]): Leaf => ({ type: "string", choices });
-
 const SCHEMA: { [S in keyof PretrainConfig]: { [K in keyof PretrainConfig[S]]: Leaf } } = {
   model: {
     size: str(["small", "base", "large", "huge", "giant", "mini", "tiny"]),
@@ -118,14 +112,14 @@ const SCHEMA: { [S in keyof PretrainConfig]: { [K in keyof PretrainConfig[S]]: L
     short_side: int(0),
     workers: int(0),
     prefetch: int(1),
-    mean: { type: "numbers", length: 3, min: 0, max: 1 },
-    std: { type: "numbers", length: 3, min: 0, max: 10 },
+    mean: numbers(3, { min: 0, max: 1 }),
+    std: numbers(3, { min: 0, max: 10 }),
     samples_per_epoch: int(0),
   },
   optim: {
     lr: num(0, { exclusiveMin: true }),
     min_lr: num(0),
-    betas: { type: "numbers", length: 2, min: 0, max: 1, exclusiveMax: true },
+    betas: numbers(2, { min: 0, max: 1, exclusiveMax: true }),
     eps: num(0, { exclusiveMin: true }),
     weight_decay: num(0),
     warmup_epochs: num(0),
@@ -205,113 +199,14 @@ export function defaultConfig(): PretrainConfig {
   };
 }
 
-function describe(leaf: Leaf): string {
-  switch (leaf.type) {
-    case "int":
-      return `an integer >= ${leaf.min}${leaf.max !== undefined ? ` and <= ${leaf.max}` : ""}`;
-    case "number":
-      return `a number ${leaf.exclusiveMin ? ">" : ">="} ${leaf.min}${
-        leaf.max !== undefined ? ` and ${leaf.exclusiveMax ? "<" : "<="} ${leaf.max}` : ""
-      }`;
-    case "bool":
-      return "true or false";
-    case "string":
-      return leaf.choices ? `one of ${leaf.choices.join(", ")}` : "a string";
-    case "numbers":
-      return `a list of ${leaf.length} numbers${
-        leaf.min !== undefined ? ` in [${leaf.min}, ${leaf.max})` : ""
-      }`;
-  }
-}
-
-/** Converts a command-line string to the leaf's type (YAML values arrive typed already). */
-function fromString(leaf: Leaf, raw: string): unknown {
-  switch (leaf.type) {
-    case "int":
-    case "number":
-      return raw.trim() === "" ? NaN : Number(raw);
-    case "bool":
-      return raw === "true" ? true : raw === "false" ? false : raw;
-    case "string":
-      return raw;
-    case "numbers":
-      return raw.split(",").map((v) => (v.trim() === "" ? NaN : Number(v)));
-  }
-}
-
-function check(leaf: Leaf, v: unknown): boolean {
-  switch (leaf.type) {
-    case "int":
-      return Number.isInteger(v) && (v as number) >= leaf.min &&
-        (leaf.max === undefined || (v as number) <= leaf.max);
-    case "number": {
-      if (typeof v !== "number" || !Number.isFinite(v)) return false;
-      if (leaf.exclusiveMin ? v <= leaf.min : v < leaf.min) return false;
-      return leaf.max === undefined || (leaf.exclusiveMax ? v < leaf.max : v <= leaf.max);
-    }
-    case "bool":
-      return typeof v === "boolean";
-    case "string":
-      return typeof v === "string" && (!leaf.choices || leaf.choices.includes(v));
-    case "numbers":
-      return Array.isArray(v) && v.length === leaf.length &&
-        v.every((x) =>
-          typeof x === "number" && Number.isFinite(x) && (leaf.min === undefined || x >= leaf.min) &&
-          (leaf.max === undefined || (leaf.exclusiveMax ? x < leaf.max : x <= leaf.max))
-        );
-  }
-}
-
-function set(cfg: PretrainConfig, path: string, value: unknown, source: string, fromCli: boolean): void {
-  const [section, key, ...rest] = path.split(".");
-  const sec = (SCHEMA as Record<string, Record<string, Leaf>>)[section];
-  if (!sec || !key || rest.length) {
-    throw new Error(
-      `Unknown config key "${path}" (${source}); sections are ${Object.keys(SCHEMA).join(", ")}`,
-    );
-  }
-  const leaf = sec[key];
-  if (!leaf) {
-    throw new Error(
-      `Unknown config key "${path}" (${source}); ${section} has ${Object.keys(sec).join(", ")}`,
-    );
-  }
-  const v = fromCli && typeof value === "string" ? fromString(leaf, value) : value;
-  if (!check(leaf, v)) {
-    throw new Error(`Config ${path} must be ${describe(leaf)}, got ${JSON.stringify(value)} (${source})`);
-  }
-  (cfg as unknown as Record<string, Record<string, unknown>>)[section][key] = v;
-}
-
 /** Merges a parsed YAML document into the config; `source` names the file in errors. */
 export function applyYaml(cfg: PretrainConfig, doc: unknown, source: string): void {
-  if (doc === null || doc === undefined) return;
-  if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new Error(`${source} must hold a mapping of sections`);
-  }
-  for (const [section, body] of Object.entries(doc as Record<string, unknown>)) {
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new Error(`Config section "${section}" in ${source} must be a mapping`);
-    }
-    for (const [key, value] of Object.entries(body)) set(cfg, `${section}.${key}`, value, source, false);
-  }
+  applyYamlDoc(cfg, SCHEMA, doc, source);
 }
 
 /** Applies `--section.key value` / `--section.key=value` pairs. */
 export function applyOverrides(cfg: PretrainConfig, args: string[]): void {
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!a.startsWith("--")) {
-      throw new Error(`Unexpected argument "${a}"; overrides look like --optim.lr 1e-4`);
-    }
-    const eq = a.indexOf("=");
-    const path = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    let value: string;
-    if (eq >= 0) value = a.slice(eq + 1);
-    else if (i + 1 < args.length && !args[i + 1].startsWith("--")) value = args[++i];
-    else value = "true"; // a bare --data.flip
-    set(cfg, path, value, "command line", true);
-  }
+  applyCliOverrides(cfg, SCHEMA, args);
 }
 
 /** Defaults, then the YAML file (if any), then the overrides. */
@@ -320,21 +215,7 @@ export async function loadConfig(
   overrides: string[] = [],
 ): Promise<PretrainConfig> {
   const cfg = defaultConfig();
-  if (path) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      throw new Error(`Cannot read config file ${path}: ${(e as Error).message}`);
-    }
-    let doc: unknown;
-    try {
-      doc = parseYaml(text);
-    } catch (e) {
-      throw new Error(`Config file ${path} is not valid YAML: ${(e as Error).message}`);
-    }
-    applyYaml(cfg, doc, path);
-  }
+  if (path) applyYaml(cfg, await readYamlFile(path), path);
   applyOverrides(cfg, overrides);
   if (cfg.data.source === "list" && !cfg.data.list) {
     throw new Error("No data: set data.list to a list file, or data.source to shapes (generated) or memory");
