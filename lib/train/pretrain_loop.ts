@@ -8,11 +8,7 @@ import { Graph } from "../autograd.ts";
 import { VideoLoader } from "../data/loader.ts";
 import { encodePng, writePng } from "../data/png_grid.ts";
 import { ensureSyntheticDataset } from "../data/synthetic.ts";
-import { distEnv } from "../dist/env.ts";
-import { HostGroup, type ProcessGroup, rendezvous, SingleGroup } from "../dist/group.ts";
 import { GradSync } from "../dist/grad_sync.ts";
-import { NcclGroup } from "../dist/nccl_group.ts";
-import { openNative } from "../ffi/native.ts";
 import { TensorBoardWriter } from "../io/tensorboard.ts";
 import { Arena, persistentMemory } from "../memory.ts";
 import { VideoMAEPretrain } from "../model/pretrain.ts";
@@ -27,6 +23,7 @@ import {
   saveCheckpoint,
 } from "./checkpoint.ts";
 import { modelConfigOf, type PretrainConfig } from "./config.ts";
+import { describeProcess, openTrainingProcess } from "./process_group.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
 import { CosineSchedule } from "./schedule.ts";
@@ -76,22 +73,13 @@ export async function* pretrain(
   const ckptDir = `${out}/checkpoints`;
 
   // Device and process group: one process per GPU (or per host-group member); rank 0 writes everything.
-  const env = distEnv();
-  const lead = env.rank === 0;
-  const say = (m: string) => opts.print && lead && console.log(m);
-  const n = await openNative({ device: cfg.train.device, deviceIndex: env.localRank, quiet: true });
+  const proc = await openTrainingProcess(cfg.train.device, cfg.model.dtype);
+  const { env, group, lead, dtype } = proc;
+  const n = proc.native;
   const device = n.deviceName();
-  say(`device: ${n.backend} (${device})${n.fallbackReason ? `; not cuda: ${n.fallbackReason}` : ""}`);
-  const group: ProcessGroup = env.worldSize === 1
-    ? new SingleGroup()
-    : n.backend === "cuda"
-    ? await NcclGroup.create(env)
-    : new HostGroup(await rendezvous(env));
-  if (group.worldSize > 1) {
-    say(`${group.worldSize} processes over ${group.kind === "nccl" ? "NCCL" : "the host ring"}`);
-  }
+  const say = (m: string) => opts.print && lead && console.log(m);
+  say(describeProcess(proc));
   if (lead) await Deno.mkdir(out, { recursive: true });
-  const dtype = cfg.model.dtype === "auto" ? (n.backend === "cuda" ? "bf16" : "f32") : cfg.model.dtype;
 
   // Model and optimiser.
   const mc = modelConfigOf(cfg);
@@ -275,9 +263,9 @@ export async function* pretrain(
         const eta = ((totalSteps - step - 1) * metrics.stepMs) / 1000;
         await Deno.stdout.write(
           new TextEncoder().encode(
-            `\rstep ${step + 1}/${totalSteps}  loss ${metrics.lossMean.toFixed(4)}  ${vps.toFixed(1)} videos/s  ETA ${
-              formatSeconds(eta)
-            }   `,
+            `\rstep ${step + 1}/${totalSteps}  loss ${metrics.lossMean.toFixed(4)}  ${
+              vps.toFixed(1)
+            } videos/s  ETA ${formatSeconds(eta)}   `,
           ),
         );
       }
