@@ -65,6 +65,23 @@ export {
   type RunSummary,
   type StepMetrics,
 } from "./lib/train/pretrain_loop.ts";
+export {
+  finetune,
+  type FinetuneLoopOptions,
+  type FinetuneStepMetrics,
+  type FinetuneSummary,
+} from "./lib/train/finetune_loop.ts";
+export {
+  defaultFinetuneConfig,
+  type FinetuneConfig,
+  loadFinetuneConfig,
+} from "./lib/train/finetune_config.ts";
+export { evaluateCheckpoint } from "./lib/train/finetune_eval.ts";
+export { layerScales } from "./lib/train/layer_decay.ts";
+export { mergeViews } from "./lib/train/tta.ts";
+export { openPth, stateDictOf, toSafeTensors } from "./lib/io/pth.ts";
+export { type Batch, type LoaderOptions, VideoLoader } from "./lib/data/loader.ts";
+export { ensureSyntheticDataset, MOTION_CLASSES } from "./lib/data/synthetic.ts";
 
 /** Options for building a model on the device. */
 export interface CreateOptions {
