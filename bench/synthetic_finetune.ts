@@ -48,12 +48,16 @@ console.log(`== pretraining: configs/default.yaml -> ${out}/pretrain`);
 const t0 = performance.now();
 const pre = pretrain(preCfg, { print: true });
 let pretrained: string | undefined;
+let preSteps = 0;
+let ranSteps = 0;
 for (;;) {
   const r = await pre.next();
   if (r.done) {
     pretrained = r.value.lastCheckpoint;
+    preSteps = r.value.steps;
     break;
   }
+  ranSteps++;
 }
 if (!pretrained) throw new Error("Pretraining saved no checkpoint");
 const preMinutes = minutes(t0);
@@ -113,8 +117,11 @@ const lines = [
   }),
 ];
 const videos = rows[0].summary.test?.videos ?? 0;
+const preNote = ranSteps > 0
+  ? `pretraining ${preSteps} steps in ${preMinutes} min`
+  : `pretraining reused from an earlier run (${preSteps} steps)`;
 const note = `${cfg.data.shapes_train_videos} labelled training clips, ${videos} held-out clips, 8 classes ` +
-  `(chance 12.5%); pretraining ${preMinutes} min, total ${minutes(started)} min.`;
+  `(chance 12.5%); ${preNote}; total ${minutes(started)} min.`;
 const text = `${lines.join("\n")}\n\n${note}\n`;
 await Deno.writeTextFile(`${out}/results.md`, text);
 await Deno.writeTextFile(
