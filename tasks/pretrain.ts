@@ -7,81 +7,31 @@
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
 import { distEnv } from "../lib/dist/env.ts";
-import { launchLocal } from "../lib/dist/launch.ts";
+import { interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
 import { loadConfig } from "../lib/train/config.ts";
 import { pretrain } from "../lib/train/pretrain_loop.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
-const args = [...Deno.args];
-let configPath = `${ROOT}configs/default.yaml`;
-const overrides: string[] = [];
-let gpus = 0;
-for (let i = 0; i < args.length; i++) {
-  const a = args[i];
-  const [flag, inline] = a.includes("=")
-    ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
-    : [a, undefined];
-  const value = () => inline ?? args[++i];
-  if (flag === "--config") configPath = value();
-  else if (flag === "--steps") overrides.push("--train.steps", value());
-  else if (flag === "--device") overrides.push("--train.device", value());
-  else if (flag === "--output") overrides.push("--train.output", value());
-  else if (flag === "--synthetic") overrides.push("--data.source", "memory");
-  else if (flag === "--gpus") gpus = Number(value());
-  else if (flag === "--help" || flag === "-h") {
-    console.log(
-      "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda] [--output DIR] [--synthetic]",
-    );
-    console.log(
-      "                          [--section.key value ...]   e.g. --optim.lr 1e-4 --train.batch_size 64",
-    );
-    Deno.exit(0);
-  } else overrides.push(a);
-}
-
+const opts = parseTaskArgs(Deno.args, {
+  config: `${ROOT}configs/default.yaml`,
+  keys: { "--steps": "--train.steps", "--device": "--train.device", "--output": "--train.output" },
+  switches: { "--synthetic": ["--data.source", "memory"] },
+  usage: [
+    "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda] [--output DIR] [--synthetic]",
+    "                          [--gpus N] [--section.key value ...]   e.g. --optim.lr 1e-4 --train.batch_size 64",
+  ].join("\n"),
+});
 let cfg;
 try {
-  cfg = await loadConfig(configPath, overrides);
+  cfg = await loadConfig(opts.configPath, opts.overrides);
 } catch (e) {
   console.error((e as Error).message);
   Deno.exit(2);
 }
-
-// --gpus N: one process per GPU on this machine (under torchrun or srun RANK is set and we are one).
-if (gpus > 1 && Deno.env.get("RANK") === undefined) {
-  const script = new URL(import.meta.url).pathname;
-  const perms = [
-    "--allow-ffi",
-    "--allow-read",
-    "--allow-write",
-    "--allow-run",
-    "--allow-env",
-    "--allow-sys",
-    "--allow-net",
-  ];
-  const rest = Deno.args.filter((a, i, all) =>
-    a !== "--gpus" && !a.startsWith("--gpus=") && all[i - 1] !== "--gpus"
-  );
-  Deno.exit(await launchLocal(gpus, ["run", ...perms, script, ...rest]));
-}
-if (!(Number.isInteger(gpus) && gpus >= 0)) {
-  console.error(`--gpus must be a non-negative integer, got ${gpus}`);
-  Deno.exit(2);
-}
+await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
 const dist = distEnv();
-const stop = new AbortController();
-const onInterrupt = () => {
-  if (stop.signal.aborted) Deno.exit(130); // a second Ctrl-C does not wait for the checkpoint
-  if (dist.rank === 0) {
-    console.error("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
-  }
-  stop.abort();
-};
-Deno.addSignalListener("SIGINT", onInterrupt);
-// Batch schedulers stop jobs with SIGTERM: save the same way.
-Deno.addSignalListener("SIGTERM", onInterrupt);
-
+const stop = interruptSignal(dist.rank === 0);
 const run = pretrain(cfg, { print: true, signal: stop.signal });
 const speeds: number[] = [];
 const mfus: number[] = [];
@@ -115,6 +65,5 @@ try {
   console.error(`\n${rank}pretraining failed: ${(e as Error).message}`);
   Deno.exit(1);
 } finally {
-  Deno.removeSignalListener("SIGINT", onInterrupt);
-  Deno.removeSignalListener("SIGTERM", onInterrupt);
+  stop.dispose();
 }

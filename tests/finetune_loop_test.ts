@@ -39,6 +39,19 @@ Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that 
   );
   const small = await loadFinetuneConfig(`${root}finetune_default.yaml`, ["--optim.lr=5e-4", "--data.flip"]);
   assert.deepEqual([small.optim.lr, small.data.flip, small.data.source], [5e-4, true, "shapes"]);
+  assert.deepEqual(d.data.crop_scale, [0.08, 1]);
+  for (const v of ["0.3,1", "[0.3, 1]"]) {
+    const c = await loadFinetuneConfig(`${root}finetune_default.yaml`, ["--data.crop_scale", v]);
+    assert.deepEqual(c.data.crop_scale, [0.3, 1]);
+  }
+  await assert.rejects(
+    loadFinetuneConfig(`${root}finetune_default.yaml`, ["--data.crop_scale", "0,1"]),
+    /Config data.crop_scale must be a list of 2 numbers in \(0, 1\] \(on the command line: 0.4,1\), got "0,1"/,
+  );
+  await assert.rejects(
+    loadFinetuneConfig(`${root}finetune_default.yaml`, ["--data.crop_scale", "0.9,0.5"]),
+    /data.crop_scale \[0.9, 0.5\] must be \[min, max\] with min <= max/,
+  );
   await assert.rejects(
     loadFinetuneConfig(undefined, ["--mixup.alpha", "1"]),
     /Unknown config key "mixup.alpha" \(command line\); mixup has mixup, cutmix/,

@@ -188,7 +188,13 @@ Deno.test("the tiny model pretrains on generated clips: loss falls; logs, Tensor
   assert.deepEqual([...png.subarray(1, 4)], [80, 78, 71]); // "PNG"
   assert.deepEqual(listCheckpoints(`${out}/checkpoints`).map((c) => c.step), [16, 20, 24]); // every 4, the last 3 kept
   // `deno task visualize --ckpt`: the checkpoint's own model and data, one picture per clip.
-  const pics = await writeReconstructions({ ckpt: out, out: `${out}/vis`, clips: 2, batches: 1, device: "host" });
+  const pics = await writeReconstructions({
+    ckpt: out,
+    out: `${out}/vis`,
+    clips: 2,
+    batches: 1,
+    device: "host",
+  });
   assert.equal(pics.length, 2);
   for (const p of pics) assert.deepEqual([...(await Deno.readFile(p)).subarray(1, 4)], [80, 78, 71]);
 });

@@ -90,6 +90,8 @@ export interface LoaderOptions {
   shortSide?: number;
   /** Spatial augmentation of training: "multiscale" (pretrain default) or "rrc" (train default). */
   crop?: "multiscale" | "rrc";
+  /** Area fraction range of the random resized crop ([0.08, 1], torchvision's and V-SWIFT's). */
+  cropScale?: [number, number];
   /** Repeated sampling: clips drawn from each decoded video (1). */
   repeats?: number;
   /** Random horizontal flip in pretrain/train (off: V-SWIFT's default, right for SSv2). */
@@ -321,6 +323,10 @@ export class VideoLoader {
     if (opts.randAugment && this.mode === "train") this.randAugment = parseRandAugment(opts.randAugment);
     const reprob = opts.randomErasing ?? 0;
     if (!(reprob >= 0 && reprob <= 1)) throw new RangeError(`randomErasing must be in [0, 1], got ${reprob}`);
+    const cs = opts.cropScale;
+    if (cs && !(cs.length === 2 && cs[0] > 0 && cs[0] <= cs[1] && cs[1] <= 1)) {
+      throw new RangeError(`cropScale must be [min, max] with 0 < min <= max <= 1, got [${cs.join(", ")}]`);
+    }
     this.mean = [...(opts.mean ?? IMAGENET_MEAN)];
     this.std = [...(opts.std ?? IMAGENET_STD)];
     this.sem = new Semaphore(positiveInt("workers", opts.workers ?? navigator.hardwareConcurrency ?? 2));
@@ -622,7 +628,9 @@ export class VideoLoader {
       else if (this.mode === "val") box = centerCrop(w, h, this.inputSize);
       else {
         const crop = this.opts.crop ?? (this.mode === "pretrain" ? "multiscale" : "rrc");
-        box = crop === "multiscale" ? multiScaleCrop(w, h, this.inputSize, r) : randomResizedCrop(w, h, r);
+        box = crop === "multiscale"
+          ? multiScaleCrop(w, h, this.inputSize, r)
+          : randomResizedCrop(w, h, r, this.opts.cropScale);
         if (this.opts.flip) flip = r.float() < 0.5;
       }
       const plan: ClipPlan = { key, label: entry.label, positions: u.positions[i], box, flip };

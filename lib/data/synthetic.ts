@@ -83,11 +83,13 @@ export function renderSyntheticVideo(
       case "down":
         cy += u * speed;
         break;
+      // A quarter turn over the clip: the square repeats itself every quarter turn, so a half turn
+      // sampled at 4 frames (45 degrees apart) would look the same clockwise and anticlockwise.
       case "rotate-cw":
-        angle = (f / frames) * Math.PI;
+        angle = (f / frames) * Math.PI / 2;
         break;
       case "rotate-ccw":
-        angle = -(f / frames) * Math.PI;
+        angle = -(f / frames) * Math.PI / 2;
         break;
       case "grow":
         r = r0 * (0.6 + (0.9 * f) / frames);
@@ -205,7 +207,7 @@ export async function ensureSyntheticDataset(opts: SyntheticDatasetOptions): Pro
   const dir = opts.dir.replace(/\/+$/, "");
   const list = `${dir}/list.txt`;
   const metaPath = `${dir}/synthetic.json`;
-  const meta = JSON.stringify({ videos, classes, size, frames, fps, seed, version: 5 });
+  const meta = JSON.stringify({ videos, classes, size, frames, fps, seed, version: 6 });
   const result = { list, dataRoot: dir, videos, classes };
   try {
     if (Deno.readTextFileSync(metaPath) === meta && Deno.statSync(list).isFile) return result;

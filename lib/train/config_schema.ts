@@ -2,7 +2,7 @@
  * Typed configuration sections for the command-line tasks: a schema of leaves (integer, number, bool,
  * string, number list) per `section.key`, a YAML file merged over defaults, then `--section.key value`
  * overrides. Unknown keys and bad values are errors naming the key, the value and where it came from.
- * (The same rules as lib/train/config.ts, over any schema.)
+ * Both lib/train/config.ts (pretraining) and lib/train/finetune_config.ts are schemas over these rules.
  */
 import { parse as parseYaml } from "yaml";
 
@@ -11,7 +11,14 @@ export type Leaf =
   | { type: "number"; min: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
   | { type: "bool" }
   | { type: "string"; choices?: string[] }
-  | { type: "numbers"; length: number; min?: number; max?: number; exclusiveMax?: boolean };
+  | {
+    type: "numbers";
+    length: number;
+    min?: number;
+    max?: number;
+    exclusiveMin?: boolean;
+    exclusiveMax?: boolean;
+  };
 
 /** Leaves by section and key. */
 export type Schema = Record<string, Record<string, Leaf>>;
@@ -43,8 +50,12 @@ function describe(leaf: Leaf): string {
       return leaf.choices ? `one of ${leaf.choices.join(", ")}` : "a string";
     case "numbers":
       return `a list of ${leaf.length} numbers${
-        leaf.min !== undefined ? ` in [${leaf.min}, ${leaf.max})` : ""
-      }`;
+        leaf.min !== undefined
+          ? ` in ${leaf.exclusiveMin ? "(" : "["}${leaf.min}, ${leaf.max ?? "inf"}${
+            leaf.exclusiveMax ? ")" : "]"
+          }`
+          : ""
+      } (on the command line: 0.4,1)`;
   }
 }
 
@@ -58,7 +69,10 @@ function fromString(leaf: Leaf, raw: string): unknown {
     case "string":
       return raw;
     case "numbers":
-      return raw.split(",").map((v) => (v.trim() === "" ? NaN : Number(v)));
+      // "0.4,1" or, as YAML writes it, "[0.4, 1]".
+      return raw.trim().replace(/^\[(.*)\]$/, "$1").split(",").map((
+        v,
+      ) => (v.trim() === "" ? NaN : Number(v)));
   }
 }
 
@@ -79,7 +93,8 @@ function check(leaf: Leaf, v: unknown): boolean {
     case "numbers":
       return Array.isArray(v) && v.length === leaf.length &&
         v.every((x) =>
-          typeof x === "number" && Number.isFinite(x) && (leaf.min === undefined || x >= leaf.min) &&
+          typeof x === "number" && Number.isFinite(x) &&
+          (leaf.min === undefined || (leaf.exclusiveMin ? x > leaf.min : x >= leaf.min)) &&
           (leaf.max === undefined || (leaf.exclusiveMax ? x < leaf.max : x <= leaf.max))
         );
   }

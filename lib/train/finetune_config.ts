@@ -65,6 +65,8 @@ export interface FinetuneConfig {
     mean: number[];
     std: number[];
     flip: boolean;
+    /** Area fraction range of the random resized crop (V-SWIFT: [0.08, 1]). */
+    crop_scale: number[];
     /** timm RandAugment config ("" disables it). */
     rand_augment: string;
     /** Random erasing probability. */
@@ -157,6 +159,7 @@ const SCHEMA: { [S in keyof FinetuneConfig]: { [K in keyof FinetuneConfig[S]]: S
     mean: numbers(3, { min: 0, max: 1 }),
     std: numbers(3, { min: 0, max: 10 }),
     flip: bool,
+    crop_scale: numbers(2, { min: 0, max: 1, exclusiveMin: true }),
     rand_augment: str(),
     reprob: num(0, { max: 1 }),
     test_chunks: int(1),
@@ -236,6 +239,7 @@ export function defaultFinetuneConfig(): FinetuneConfig {
       mean: [0.485, 0.456, 0.406],
       std: [0.229, 0.224, 0.225],
       flip: false,
+      crop_scale: [0.08, 1],
       rand_augment: "rand-m7-n4-mstd0.5-inc1",
       reprob: 0.25,
       test_chunks: 2,
@@ -301,6 +305,9 @@ export function validateFinetuneConfig(cfg: FinetuneConfig): void {
   }
   if (cfg.data.source === "shapes" && classes > 8) {
     throw new Error(`The generated dataset has at most 8 motion classes; the head has ${classes}`);
+  }
+  if (cfg.data.crop_scale[0] > cfg.data.crop_scale[1]) {
+    throw new Error(`data.crop_scale [${cfg.data.crop_scale.join(", ")}] must be [min, max] with min <= max`);
   }
   if (cfg.optim.min_lr > cfg.optim.lr) {
     throw new Error(`optim.min_lr ${cfg.optim.min_lr} exceeds optim.lr ${cfg.optim.lr}`);

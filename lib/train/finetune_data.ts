@@ -98,6 +98,7 @@ export function trainLoader(
     shortSide: cfg.data.short_side > 0 ? cfg.data.short_side : undefined,
     repeats: cfg.data.repeats,
     flip: cfg.data.flip,
+    cropScale: [cfg.data.crop_scale[0], cfg.data.crop_scale[1]],
     mean: cfg.data.mean,
     std: cfg.data.std,
     seed: cfg.train.seed,

@@ -1,0 +1,100 @@
+/**
+ * The command line shared by the training tasks (pretrain, finetune, eval): `--config FILE`, shortcut
+ * flags that stand for config keys, `--gpus N` (one process per local GPU), `--section.key value`
+ * overrides passed through, and Ctrl-C / SIGTERM turned into an abort signal so the loop can save first.
+ */
+import { launchLocal } from "./dist/launch.ts";
+
+export interface TaskArgSpec {
+  /** The config file used without --config. */
+  config: string;
+  /** Flags with a value that stand for a config key, e.g. `--steps` for `--train.steps`. */
+  keys?: Record<string, string>;
+  /** Flags without a value that stand for a key and its value, e.g. `--synthetic`. */
+  switches?: Record<string, [string, string]>;
+  /** Flags with a value the task reads itself (returned in `values`). */
+  own?: string[];
+  /** Printed by --help. */
+  usage: string;
+}
+
+export interface TaskArgs {
+  configPath: string;
+  /** `--section.key value` pairs for the config loader, shortcuts expanded. */
+  overrides: string[];
+  /** --gpus (0 when absent). */
+  gpus: number;
+  /** The task's own flags by name (without the dashes). */
+  values: Record<string, string>;
+}
+
+/** Parses a task's arguments; --help prints the usage and exits, a bad --gpus exits with status 2. */
+export function parseTaskArgs(args: string[], spec: TaskArgSpec): TaskArgs {
+  const out: TaskArgs = { configPath: spec.config, overrides: [], gpus: 0, values: {} };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf("=");
+    const [flag, inline] = a.startsWith("--") && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? args[++i];
+      if (v === undefined) {
+        console.error(`${flag} needs a value\n${spec.usage}`);
+        Deno.exit(2);
+      }
+      return v;
+    };
+    if (flag === "--help" || flag === "-h") {
+      console.log(spec.usage);
+      Deno.exit(0);
+    } else if (flag === "--config") out.configPath = value();
+    else if (flag === "--gpus") out.gpus = Number(value());
+    else if (spec.keys?.[flag]) out.overrides.push(spec.keys[flag], value());
+    else if (spec.switches?.[flag]) out.overrides.push(...spec.switches[flag]);
+    else if (spec.own?.includes(flag)) out.values[flag.slice(2)] = value();
+    else out.overrides.push(a);
+  }
+  if (!(Number.isInteger(out.gpus) && out.gpus >= 0)) {
+    console.error(`--gpus must be a non-negative integer, got ${out.gpus}`);
+    Deno.exit(2);
+  }
+  return out;
+}
+
+/**
+ * With --gpus N > 1 outside torchrun or srun (no RANK set), runs `script` once per GPU of this machine
+ * with the same arguments less --gpus, and exits with the launcher's status; otherwise returns.
+ */
+export async function launchOnGpus(gpus: number, script: string, args: string[]): Promise<void> {
+  if (gpus <= 1 || Deno.env.get("RANK") !== undefined) return;
+  const perms = ["ffi", "read", "write", "run", "env", "sys", "net"].map((p) => `--allow-${p}`);
+  const rest = args.filter((a, i, all) =>
+    a !== "--gpus" && !a.startsWith("--gpus=") && all[i - 1] !== "--gpus"
+  );
+  Deno.exit(await launchLocal(gpus, ["run", ...perms, script, ...rest]));
+}
+
+/**
+ * An abort signal raised by the first Ctrl-C or SIGTERM (batch schedulers stop jobs with it), so the
+ * loop finishes its step and saves; a second one exits at once. `dispose` removes the listeners.
+ */
+export function interruptSignal(announce: boolean): { signal: AbortSignal; dispose: () => void } {
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    if (stop.signal.aborted) Deno.exit(130);
+    if (announce) {
+      console.error(
+        "\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)",
+      );
+    }
+    stop.abort();
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  Deno.addSignalListener("SIGTERM", onInterrupt);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      Deno.removeSignalListener("SIGINT", onInterrupt);
+      Deno.removeSignalListener("SIGTERM", onInterrupt);
+    },
+  };
+}
