@@ -97,42 +97,39 @@ for (const init of ["pretrained", "scratch"] as const) {
 
 // 3. The table. Validation figures come from the runs' logs, which also hold the epochs of a run that
 // was resumed (the loop's summary only has the epochs of its own invocation).
-/** Mean training loss of the logged steps of the last epoch. */
-async function lastEpochLoss(dir: string): Promise<number | undefined> {
-  const steps = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).split("\n").filter((l) =>
-    l.includes('"loss"')
-  )
-    .map((l) => JSON.parse(l)).filter((r) => r.val === undefined && Number.isFinite(r.loss));
-  const last = steps.at(-1)?.epoch;
-  const tail = steps.filter((r) => r.epoch === last);
-  return tail.length ? tail.reduce((a, r) => a + r.loss, 0) / tail.length : undefined;
-}
-async function valLog(dir: string): Promise<{ epoch: number; top1: number }[]> {
+/**
+ * From a run's metrics.jsonl: validation top-1 per epoch, and the mean training loss of the logged steps
+ * of the last epoch.
+ */
+async function readRunLog(dir: string): Promise<{ vals: { epoch: number; top1: number }[]; loss?: number }> {
   const byEpoch = new Map<number, number>();
+  const steps: { epoch: number; loss: number }[] = [];
   for (const line of (await Deno.readTextFile(`${dir}/metrics.jsonl`)).split("\n")) {
-    if (!line.includes('"val"')) continue;
+    if (!line.trim()) continue;
     const rec = JSON.parse(line);
-    if (rec.val && Number.isInteger(rec.epoch)) byEpoch.set(rec.epoch, rec.val.top1);
+    if (!Number.isInteger(rec.epoch)) continue;
+    if (rec.val) byEpoch.set(rec.epoch, rec.val.top1);
+    else if (Number.isFinite(rec.loss)) steps.push(rec);
   }
-  return [...byEpoch].sort((a, b) => a[0] - b[0]).map(([epoch, top1]) => ({ epoch, top1 }));
+  const tail = steps.filter((r) => r.epoch === steps.at(-1)?.epoch);
+  return {
+    vals: [...byEpoch].sort((x, y) => x[0] - y[0]).map(([epoch, top1]) => ({ epoch, top1 })),
+    loss: tail.length ? tail.reduce((sum, r) => sum + r.loss, 0) / tail.length : undefined,
+  };
 }
-const vals = new Map<string, { epoch: number; top1: number }[]>();
-const losses = new Map<string, number | undefined>();
-for (const r of rows) {
-  vals.set(r.init, await valLog(r.summary.output));
-  losses.set(r.init, await lastEpochLoss(r.summary.output));
-}
+const logs = new Map<string, Awaited<ReturnType<typeof readRunLog>>>();
+for (const r of rows) logs.set(r.init, await readRunLog(r.summary.output));
 const pct = (v?: number) => (v === undefined ? "-" : `${v.toFixed(1)}%`);
 const cfg = await loadFinetuneConfig(`${ROOT}configs/finetune_default.yaml`);
 const lines = [
   `| initialisation | train loss (last epoch) | val top-1 (last epoch) | best val top-1 | test top-1 (${cfg.data.test_chunks} x ${cfg.data.test_crops} views) | test top-5 | fine-tuning time |`,
   "| --- | --- | --- | --- | --- | --- | --- |",
   ...rows.map((r) => {
-    const v = vals.get(r.init)!;
+    const { vals: v, loss } = logs.get(r.init)!;
     const best = v.length ? Math.max(...v.map((x) => x.top1)) : undefined;
     const cells = [
       r.init === "pretrained" ? "pretrained (VideoMAE)" : "from scratch",
-      losses.get(r.init)?.toFixed(3) ?? "-",
+      loss?.toFixed(3) ?? "-",
       pct(v.at(-1)?.top1),
       pct(best),
       pct(r.summary.test?.top1),

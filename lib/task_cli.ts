@@ -60,6 +60,16 @@ export function parseTaskArgs(args: string[], spec: TaskArgSpec): TaskArgs {
   return out;
 }
 
+/** The config a loader promises; a bad file or value prints its message and exits with status 2. */
+export async function configOrExit<T>(loading: Promise<T>): Promise<T> {
+  try {
+    return await loading;
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(2);
+  }
+}
+
 /**
  * With --gpus N > 1 outside torchrun or srun (no RANK set), runs `script` once per GPU of this machine
  * with the same arguments less --gpus, and exits with the launcher's status; otherwise returns.

@@ -6,7 +6,7 @@
  * the classes and the test list (configs/finetune_default.yaml by default). --gpus N splits the views over
  * N processes of this machine (every view once); rank 0 merges them.
  */
-import { launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
+import { configOrExit, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
 import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
 import { evaluateCheckpoint } from "../lib/train/finetune_eval.ts";
 
@@ -27,13 +27,7 @@ if (!ckpt) {
   );
   Deno.exit(2);
 }
-let cfg;
-try {
-  cfg = await loadFinetuneConfig(opts.configPath, opts.overrides);
-} catch (e) {
-  console.error((e as Error).message);
-  Deno.exit(2);
-}
+const cfg = await configOrExit(loadFinetuneConfig(opts.configPath, opts.overrides));
 await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
 try {

@@ -9,7 +9,7 @@
  * and exits; the same command resumes.
  */
 import { distEnv } from "../lib/dist/env.ts";
-import { interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
+import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
 import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
 import { finetune } from "../lib/train/finetune_loop.ts";
 
@@ -29,13 +29,7 @@ const opts = parseTaskArgs(Deno.args, {
     "       e.g. --optim.lr 5e-4 --train.batch_size 32 --data.rand_augment '' --mixup.mixup 0",
   ].join("\n"),
 });
-let cfg;
-try {
-  cfg = await loadFinetuneConfig(opts.configPath, opts.overrides);
-} catch (e) {
-  console.error((e as Error).message);
-  Deno.exit(2);
-}
+const cfg = await configOrExit(loadFinetuneConfig(opts.configPath, opts.overrides));
 await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
 const dist = distEnv();

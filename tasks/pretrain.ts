@@ -7,7 +7,7 @@
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
 import { distEnv } from "../lib/dist/env.ts";
-import { interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
+import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
 import { loadConfig } from "../lib/train/config.ts";
 import { pretrain } from "../lib/train/pretrain_loop.ts";
 
@@ -21,13 +21,7 @@ const opts = parseTaskArgs(Deno.args, {
     "                          [--gpus N] [--section.key value ...]   e.g. --optim.lr 1e-4 --train.batch_size 64",
   ].join("\n"),
 });
-let cfg;
-try {
-  cfg = await loadConfig(opts.configPath, opts.overrides);
-} catch (e) {
-  console.error((e as Error).message);
-  Deno.exit(2);
-}
+const cfg = await configOrExit(loadConfig(opts.configPath, opts.overrides));
 await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
 const dist = distEnv();

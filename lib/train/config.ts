@@ -4,6 +4,7 @@
  * and where it came from.
  */
 import { type ModelConfig, modelConfig } from "../model/config.ts";
+import { OPTIM_LEAVES, type OptimSection } from "./optim_config.ts";
 import {
   applyCliOverrides,
   applyYamlDoc,
@@ -56,20 +57,7 @@ export interface PretrainConfig {
     /** V-SWIFT's limited-storage mode: steps per epoch from this many samples (0: the list's length). */
     samples_per_epoch: number;
   };
-  optim: {
-    lr: number;
-    min_lr: number;
-    betas: number[];
-    eps: number;
-    weight_decay: number;
-    warmup_epochs: number;
-    /** Overrides warmup_epochs when > 0. */
-    warmup_steps: number;
-    /** Clip the global gradient norm to this; 0 disables clipping. */
-    clip_grad: number;
-    /** Scale lr and min_lr by global batch / 256 (VideoMAE v1); off as in V-SWIFT. */
-    scale_lr: boolean;
-  };
+  optim: OptimSection;
   train: {
     epochs: number;
     /** Per-device batch. */
@@ -116,17 +104,7 @@ const SCHEMA: { [S in keyof PretrainConfig]: { [K in keyof PretrainConfig[S]]: L
     std: numbers(3, { min: 0, max: 10 }),
     samples_per_epoch: int(0),
   },
-  optim: {
-    lr: num(0, { exclusiveMin: true }),
-    min_lr: num(0),
-    betas: numbers(2, { min: 0, max: 1, exclusiveMax: true }),
-    eps: num(0, { exclusiveMin: true }),
-    weight_decay: num(0),
-    warmup_epochs: num(0),
-    warmup_steps: int(0),
-    clip_grad: num(0),
-    scale_lr: bool,
-  },
+  optim: OPTIM_LEAVES,
   train: {
     epochs: int(1),
     batch_size: int(1),

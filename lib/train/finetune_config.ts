@@ -3,6 +3,7 @@
  * its argparse defaults), a YAML file on top, then `--section.key value` overrides.
  */
 import { classCount } from "../data/labels.ts";
+import { OPTIM_LEAVES, type OptimSection } from "./optim_config.ts";
 import {
   applyCliOverrides,
   applyYamlDoc,
@@ -84,20 +85,9 @@ export interface FinetuneConfig {
     switch_prob: number;
     smoothing: number;
   };
-  optim: {
-    lr: number;
-    min_lr: number;
-    betas: number[];
-    eps: number;
-    weight_decay: number;
+  optim: OptimSection & {
+    /** Layer-wise lr decay: layer i (0 the patch embedding, k + 1 block k) gets decay^(depth + 1 - i). */
     layer_decay: number;
-    warmup_epochs: number;
-    /** Overrides warmup_epochs when > 0. */
-    warmup_steps: number;
-    /** Clip the global gradient norm to this; 0 disables clipping. */
-    clip_grad: number;
-    /** Scale lr and min_lr by batch / 256 (VideoMAE v1); off as in V-SWIFT. */
-    scale_lr: boolean;
   };
   train: {
     epochs: number;
@@ -172,18 +162,7 @@ const SCHEMA: { [S in keyof FinetuneConfig]: { [K in keyof FinetuneConfig[S]]: S
     switch_prob: num(0, { max: 1 }),
     smoothing: num(0, { max: 1, exclusiveMax: true }),
   },
-  optim: {
-    lr: num(0, { exclusiveMin: true }),
-    min_lr: num(0),
-    betas: numbers(2, { min: 0, max: 1, exclusiveMax: true }),
-    eps: num(0, { exclusiveMin: true }),
-    weight_decay: num(0),
-    layer_decay: num(0, { exclusiveMin: true, max: 1 }),
-    warmup_epochs: num(0),
-    warmup_steps: int(0),
-    clip_grad: num(0),
-    scale_lr: bool,
-  },
+  optim: { ...OPTIM_LEAVES, layer_decay: num(0, { exclusiveMin: true, max: 1 }) },
   train: {
     epochs: int(1),
     batch_size: int(1),

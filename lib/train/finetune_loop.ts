@@ -19,6 +19,7 @@ import { Arena, persistentMemory } from "../memory.ts";
 import { formatReport, loadPretrained, type PretrainedReport } from "../model/pretrained.ts";
 import { readScalar } from "../tensor.ts";
 import { AdamW } from "./adamw.ts";
+import { adamWOptions, runSchedule } from "./optim_config.ts";
 import {
   type CheckpointState,
   listCheckpoints,
@@ -33,7 +34,6 @@ import { buildClassifier } from "./finetune_model.ts";
 import { layerDecayRule } from "./layer_decay.ts";
 import { mixBatch, type MixupOptions } from "./mixup.ts";
 import { describeProcess, openTrainingProcess } from "./process_group.ts";
-import { CosineSchedule } from "./schedule.ts";
 import type { TestSummary } from "./tta.ts";
 
 /** Generator streams of the loop (distinct from the loader's). */
@@ -97,16 +97,10 @@ export async function* finetune(
   // Model and optimiser.
   const model = buildClassifier(cfg, dtype);
   const mc = model.config;
-  const scale = cfg.optim.scale_lr ? (cfg.train.batch_size * group.worldSize) / 256 : 1;
+  const globalBatch = cfg.train.batch_size * group.worldSize;
   const opt = new AdamW(
     model.store,
-    {
-      lr: cfg.optim.lr * scale,
-      betas: [cfg.optim.betas[0], cfg.optim.betas[1]],
-      eps: cfg.optim.eps,
-      weightDecay: cfg.optim.weight_decay,
-      clipGrad: cfg.optim.clip_grad > 0 ? cfg.optim.clip_grad : undefined,
-    },
+    adamWOptions(cfg.optim, globalBatch),
     layerDecayRule(mc.depth, cfg.optim.layer_decay, cfg.optim.weight_decay),
   );
   say(
@@ -142,12 +136,8 @@ export async function* finetune(
   const resume = state ? { ...(state.data as object), rank } as never : undefined;
   const train = trainLoader(cfg, data.train, dtype, proc.env, resume);
   const spe = train.stepsPerEpoch;
-  const totalSteps = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * spe;
-  const warmup = Math.min(
-    totalSteps,
-    cfg.optim.warmup_steps > 0 ? cfg.optim.warmup_steps : Math.round(cfg.optim.warmup_epochs * spe),
-  );
-  const schedule = new CosineSchedule(cfg.optim.lr * scale, cfg.optim.min_lr * scale, warmup, totalSteps);
+  const schedule = runSchedule(cfg.optim, { ...cfg.train, globalBatch, stepsPerEpoch: spe });
+  const totalSteps = schedule.totalSteps;
   const mixOpts: MixupOptions = {
     mixup: cfg.mixup.mixup,
     cutmix: cfg.mixup.cutmix,
@@ -156,8 +146,9 @@ export async function* finetune(
     smoothing: cfg.mixup.smoothing,
     numClasses: model.numClasses,
   };
-  const globalBatch = cfg.train.batch_size * group.worldSize;
-  say(`schedule: ${totalSteps} steps (${spe} per epoch, global batch ${globalBatch}), warmup ${warmup}`);
+  say(
+    `schedule: ${totalSteps} steps (${spe} per epoch, global batch ${globalBatch}), warmup ${schedule.warmupSteps}`,
+  );
 
   const tb = lead && cfg.train.tensorboard ? new TensorBoardWriter(`${out}/tensorboard`) : undefined;
   const jsonl = lead

@@ -15,6 +15,7 @@ import { VideoMAEPretrain } from "../model/pretrain.ts";
 import { Rng } from "../rng.ts";
 import { readFloats, readScalar } from "../tensor.ts";
 import { AdamW } from "./adamw.ts";
+import { adamWOptions, runSchedule } from "./optim_config.ts";
 import {
   type CheckpointState,
   listCheckpoints,
@@ -26,7 +27,6 @@ import { modelConfigOf, type PretrainConfig } from "./config.ts";
 import { describeProcess, openTrainingProcess } from "./process_group.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
-import { CosineSchedule } from "./schedule.ts";
 
 export interface StepMetrics {
   step: number;
@@ -84,14 +84,8 @@ export async function* pretrain(
   // Model and optimiser.
   const mc = modelConfigOf(cfg);
   const model = new VideoMAEPretrain(mc).allocate(dtype).initialize(cfg.train.seed);
-  const scale = cfg.optim.scale_lr ? cfg.train.batch_size / 256 : 1;
-  const opt = new AdamW(model.store, {
-    lr: cfg.optim.lr * scale,
-    betas: [cfg.optim.betas[0], cfg.optim.betas[1]],
-    eps: cfg.optim.eps,
-    weightDecay: cfg.optim.weight_decay,
-    clipGrad: cfg.optim.clip_grad > 0 ? cfg.optim.clip_grad : undefined,
-  });
+  const globalBatch = cfg.train.batch_size * group.worldSize;
+  const opt = new AdamW(model.store, adamWOptions(cfg.optim, globalBatch));
   say(
     `model: ${mc.name}, ${
       (model.parameterCount / 1e6).toFixed(3)
@@ -161,14 +155,11 @@ export async function* pretrain(
   await group.broadcast(model.store.master!, 0);
   model.store.syncCompute();
   const spe = loader.stepsPerEpoch;
-  const totalSteps = cfg.train.steps > 0 ? cfg.train.steps : cfg.train.epochs * spe;
-  const warmup = Math.min(
-    totalSteps,
-    cfg.optim.warmup_steps > 0 ? cfg.optim.warmup_steps : Math.round(cfg.optim.warmup_epochs * spe),
+  const schedule = runSchedule(cfg.optim, { ...cfg.train, globalBatch, stepsPerEpoch: spe });
+  const totalSteps = schedule.totalSteps;
+  say(
+    `schedule: ${totalSteps} steps (${spe} per epoch, global batch ${globalBatch}), warmup ${schedule.warmupSteps}`,
   );
-  const schedule = new CosineSchedule(cfg.optim.lr * scale, cfg.optim.min_lr * scale, warmup, totalSteps);
-  const globalBatch = cfg.train.batch_size * group.worldSize;
-  say(`schedule: ${totalSteps} steps (${spe} per epoch, global batch ${globalBatch}), warmup ${warmup}`);
   const rng = new Rng(cfg.train.seed + 1);
   if (state) rng.setState(state.rng.mask);
 
