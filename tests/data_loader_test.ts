@@ -13,7 +13,7 @@ import { prepareDataset } from "../lib/data/prepare.ts";
 import { ensureSyntheticDataset, renderSyntheticVideo } from "../lib/data/synthetic.ts";
 import { maskToBoolean } from "../lib/model/masking.ts";
 import { readFloats } from "../lib/tensor.ts";
-import { arena } from "./helpers.ts";
+import { arena, SHARED_DATA } from "./helpers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "vswift_data_test_" });
 const ds = await ensureSyntheticDataset({
@@ -314,14 +314,11 @@ Deno.test("synthetic mode returns one fixed batch without decoding", async () =>
   assert.equal(s[0].batch.video.shape[0], 4);
 });
 
-const shared = new URL("../../shared/data", import.meta.url).pathname;
-const hasShared = await Deno.stat(`${shared}/k400_sample.csv`).then(() => true, () => false);
-
 Deno.test({
   name: "the loader decodes the real Kinetics clips in ../shared/data",
-  ignore: !hasShared,
+  ignore: SHARED_DATA === undefined,
   fn: async () => {
-    const list = await readList(`${shared}/k400_sample.csv`, `${shared}/k400_sample`);
+    const list = await readList(`${SHARED_DATA}/k400_sample.csv`, `${SHARED_DATA}/k400_sample`);
     const out = await run({
       ...base,
       entries: list,

@@ -5,6 +5,7 @@
  * head mapping, and `deno task convert`.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { decodePth, openPth, type PthTensor, stateDictOf } from "../lib/io/pth.ts";
 import { objectState, PY_ATTRS } from "../lib/io/pickle.ts";
 import { loadSafetensors, type SafeTensor, toFloats } from "../lib/io/safetensors.ts";
@@ -22,6 +23,16 @@ const EXPECTED = JSON.parse(Deno.readTextFileSync(`${DIR}expected.json`)) as {
     Record<string, { dtype: string; shape: number[]; sum: number; first: number[]; values?: number[] }>
   >;
 };
+
+/** SHA-256 of every tensor's values as torch.load reads them (tests/fixtures/make_pth_digests.py). */
+const DIGESTS = JSON.parse(Deno.readTextFileSync(`${DIR}digests.json`)) as {
+  files: Record<string, Record<string, string>>;
+};
+
+/** The digest make_pth_digests.py takes: the values as little-endian float64, in row-major order. */
+function digest(values: ArrayLike<number>): string {
+  return createHash("sha256").update(new Uint8Array(Float64Array.from(values).buffer)).digest("hex");
+}
 
 const DTYPES: Record<string, string> = {
   float32: "F32",
@@ -65,6 +76,7 @@ function checkTensor(file: string, name: string, t: PthTensor): void {
   );
   assert.deepEqual(v.slice(0, e.first.length), e.first, `${file}: ${name} first values`);
   if (e.values) assert.deepEqual(v, e.values, `${file}: ${name} values`);
+  assert.equal(digest(v), DIGESTS.files[file][name], `${file}: ${name} differs from torch.load's values`);
 }
 
 Deno.test("pth: every tensor of every fixture reads back as torch.load reads it", () => {
@@ -149,6 +161,21 @@ function masterSum(m: VideoClassifier, name: string): number {
   return m.store.readMaster(m.store.get(name)!).reduce((a, b) => a + b, 0);
 }
 
+/** Every loaded parameter holds its source tensor's values, element by element. */
+function assertLoadedExactly(
+  m: VideoClassifier,
+  file: string,
+  loaded: string[],
+  source: (n: string) => string,
+) {
+  assert.ok(loaded.length > 0);
+  for (const name of loaded) {
+    const want = DIGESTS.files[file][source(name)];
+    assert.ok(want, `${file} has no ${source(name)}`);
+    assert.equal(digest(m.store.readMaster(m.store.get(name)!)), want, `${name} differs from ${file}`);
+  }
+}
+
 Deno.test("a V-SWIFT pretraining .pth loads its encoder into the classifier; the rest is reported", async () => {
   const m = tinyClassifier(5);
   const r = await loadPretrained(m, `${DIR}pretrain_vswift.pth`);
@@ -165,6 +192,7 @@ Deno.test("a V-SWIFT pretraining .pth loads its encoder into the classifier; the
     const want = e[`encoder.${name}`].sum;
     assert.ok(Math.abs(masterSum(m, name) - want) < 1e-4, name);
   }
+  assertLoadedExactly(m, "pretrain_vswift.pth", r.loaded, (n) => `encoder.${n}`);
   assert.match(formatReport(r), /loaded 28 tensors from .*pretrain_vswift.pth \(key "model"\)/);
   m.free();
 });
@@ -180,6 +208,12 @@ Deno.test("_orig_mod. / backbone. / encoder. prefixes are stripped; a head of an
   assert.ok(
     Math.abs(masterSum(m, "blocks.0.norm1.weight") - e["_orig_mod.backbone.blocks.0.norm1.weight"].sum) <
       1e-3,
+  );
+  assertLoadedExactly(
+    m,
+    "finetune_module_orig_mod_f16.pth",
+    r.loaded,
+    (n) => n.startsWith("blocks") ? `_orig_mod.backbone.${n}` : `_orig_mod.${n}`,
   );
   m.free();
 

@@ -130,3 +130,21 @@ export function assertGradOk(r: GradCheckResult, tol: number, resolved = 1): voi
     );
   }
 }
+
+/** max |got - want| / max |want| over all elements. */
+export function maxRelDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new RangeError(`${got.length} values against ${want.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num = Math.max(num, Math.abs(got[i] - want[i]));
+    den = Math.max(den, Math.abs(want[i]));
+  }
+  return num / den;
+}
+
+/** The real Kinetics clips beside the project (../shared/data), or undefined where that folder is absent. */
+export const SHARED_DATA: string | undefined = await (async () => {
+  const dir = new URL("../../shared/data", import.meta.url).pathname;
+  return await Deno.stat(`${dir}/k400_sample.csv`).then(() => dir, () => undefined);
+})();

@@ -531,6 +531,12 @@ function castCases(rng: Rng): KernelCase[] {
       buffers: { s: { dtype: "u8", n, data: u8 }, d: { dtype: "bf16", n, output: true } },
       call: (k, p) => k.call("vs_cast", U8, BF16, n, p.s, p.d, null),
     },
+    {
+      name: "vs_memset (an odd byte count)",
+      tol: 0,
+      buffers: { d: { dtype: "u8", n, output: true } },
+      call: (k, p) => k.call("vs_memset", p.d, 0x5a, n, null),
+    },
   ];
 }
 
@@ -799,3 +805,34 @@ export function kernelCases(seed = 2024): KernelCase[] {
     ...mixCases(rng),
   ];
 }
+
+/**
+ * Entry points of cuda/vswift.h that no kernel case calls, and where the self-test exercises them
+ * instead. tests/selftest_test.ts checks that every other entry point is called by a kernel case.
+ */
+export const EXERCISED_ELSEWHERE: Readonly<Record<string, string>> = {
+  vs_abi_version: "checked by lib/ffi/native.ts when the library is opened",
+  vs_device_count: "doctor's device check (loadLibrary)",
+  vs_device_name: "doctor's device line",
+  vs_init: "doctor and the GPU test select the device with it",
+  vs_mem_info: "the whole-step comparison (lib/selftest/step.ts) reports memory",
+  vs_set_threads: "host-only thread control, set by lib/ffi/native.ts",
+  vs_malloc_host: "pinned buffers of the loader, exercised by the whole-step comparison",
+  vs_free_host: "pinned buffers of the loader, exercised by the whole-step comparison",
+  vs_stream_create: "the gradient all-reduce's stream in the NCCL check (lib/selftest/nccl_check.ts)",
+  vs_stream_destroy: "the gradient all-reduce's stream in the NCCL check",
+  vs_stream_wait_event: "the NCCL check's bucketed all-reduce",
+  vs_event_create: "the NCCL check's bucketed all-reduce",
+  vs_event_destroy: "the NCCL check's bucketed all-reduce",
+  vs_event_record: "the NCCL check's bucketed all-reduce",
+  vs_event_elapsed_ms: "kernel timing in bench/timing.ts and the whole-step comparison",
+  vs_device_sync: "every comparison synchronises before reading results",
+  vs_nccl_available: "the NCCL check (lib/selftest/nccl_check.ts)",
+  vs_nccl_unique_id: "the NCCL check, one and two ranks",
+  vs_nccl_comm_init: "the NCCL check, one and two ranks",
+  vs_nccl_comm_destroy: "the NCCL check, one and two ranks",
+  vs_nccl_all_reduce: "the NCCL check, one and two ranks",
+  vs_nccl_broadcast: "the NCCL check, one and two ranks",
+  vs_nccl_group_start: "the NCCL check's grouped all-reduce",
+  vs_nccl_group_end: "the NCCL check's grouped all-reduce",
+};

@@ -1,0 +1,169 @@
+/**
+ * deno task mutants: plants each known-wrong change of tests/mutants.ts in a scratch copy of the
+ * repository, runs the test files that should catch it, and fails if any mutant survives (its tests
+ * pass) or no longer applies. The working tree is never touched.
+ *
+ *   deno task mutants                 every mutant
+ *   deno task mutants --only ID,ID    some of them (ids or unique parts of ids)
+ *   deno task mutants --list          the list, without running anything
+ */
+import { parseArgs } from "node:util";
+import { type Mutant, MUTANTS } from "../tests/mutants.ts";
+
+const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
+/** What a scratch copy leaves out: build products, tools and run outputs (build/ is copied separately). */
+const SKIP = new Set([".git", ".tools", "node_modules", "runs", "build", ".carry"]);
+/** Per mutant; a hung test counts as caught only if it is reported, so it fails the run instead. */
+const TIMEOUT_MS = 5 * 60_000;
+
+function usage(): string {
+  return "Usage: deno task mutants [--only ID,ID] [--list]";
+}
+
+async function copyTree(src: string, dst: string): Promise<void> {
+  await Deno.mkdir(dst, { recursive: true });
+  for await (const e of Deno.readDir(src)) {
+    if (SKIP.has(e.name)) continue;
+    const from = `${src}/${e.name}`;
+    const to = `${dst}/${e.name}`;
+    if (e.isDirectory) await copyTree(from, to);
+    else if (e.isFile) await copyPreservingTime(from, to);
+  }
+}
+
+/** Copies a file and its modification time (the library's staleness check compares times). */
+async function copyPreservingTime(from: string, to: string): Promise<void> {
+  await Deno.copyFile(from, to);
+  const st = await Deno.stat(from);
+  await Deno.utime(to, st.atime ?? new Date(), st.mtime ?? new Date());
+}
+
+/** Makes a scratch repository beside a link to ../shared, with the host library already built. */
+async function scratchRepo(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "vswift_mutants_" });
+  const repo = `${dir}/repo`;
+  await copyTree(ROOT.replace(/\/$/, ""), repo);
+  for (const link of ["node_modules", ".tools"]) {
+    await Deno.symlink(`${ROOT}${link}`, `${repo}/${link}`).catch(() => {});
+  }
+  await Deno.symlink(`${ROOT}../shared`, `${dir}/shared`).catch(() => {});
+  await Deno.mkdir(`${repo}/build`);
+  const lib = `${ROOT}build/libvswift_host.so`;
+  if (await Deno.stat(lib).then(() => true, () => false)) {
+    await copyPreservingTime(lib, `${repo}/build/libvswift_host.so`);
+  }
+  return dir;
+}
+
+function occurrences(text: string, find: string): number {
+  let n = 0;
+  for (let at = text.indexOf(find); at >= 0; at = text.indexOf(find, at + 1)) n++;
+  return n;
+}
+
+type Outcome = "caught" | "survived" | "does not apply" | "timed out" | "no test ran";
+
+async function runMutant(
+  repo: string,
+  m: Mutant,
+): Promise<{ outcome: Outcome; seconds: number; detail: string }> {
+  const path = `${repo}/${m.file}`;
+  const original = await Deno.readTextFile(path).catch(() => undefined);
+  if (original === undefined) {
+    return { outcome: "does not apply", seconds: 0, detail: `${m.file} is missing` };
+  }
+  const count = occurrences(original, m.find);
+  if (count !== 1) {
+    return { outcome: "does not apply", seconds: 0, detail: `its text occurs ${count} times in ${m.file}` };
+  }
+  const st = await Deno.stat(path);
+  const lib = `${repo}/build/libvswift_host.so`;
+  const libSaved = `${lib}.unmutated`;
+  const native = m.file.startsWith("cuda/");
+  if (native) await Deno.copyFile(lib, libSaved).catch(() => {});
+  await Deno.writeTextFile(path, original.replace(m.find, m.replace));
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "--no-check", "--allow-all", ...m.tests],
+    cwd: repo,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), TIMEOUT_MS);
+  const out = await child.output();
+  clearTimeout(timer);
+  const seconds = (performance.now() - started) / 1000;
+  // Put the file, its time and (for C) the unmutated library back, so the next mutant rebuilds nothing.
+  await Deno.writeTextFile(path, original);
+  await Deno.utime(path, st.atime ?? new Date(), st.mtime ?? new Date());
+  if (native) await Deno.rename(libSaved, lib).catch(() => {});
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  if (out.signal === "SIGKILL") {
+    return { outcome: "timed out", seconds, detail: `over ${TIMEOUT_MS / 1000} s` };
+  }
+  if (out.success) return { outcome: "survived", seconds, detail: "every test passed" };
+  const failed = [...text.matchAll(/^(.+?) \.\.\. FAILED/gm)].map((x) => x[1]);
+  if (failed.length === 0) {
+    // A build or load error: the mutant broke the code before any test could judge it.
+    const error = text.split("\n").find((l) => /error/i.test(l)) ?? text.trim().split("\n")[0];
+    return { outcome: "no test ran", seconds, detail: error.trim() };
+  }
+  return { outcome: "caught", seconds, detail: `failed: ${failed.slice(0, 2).join("; ")}` };
+}
+
+if (import.meta.main) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        only: { type: "string" },
+        list: { type: "boolean", default: false },
+        help: { type: "boolean" },
+      },
+    }));
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${usage()}`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(usage());
+    Deno.exit(0);
+  }
+  let mutants = MUTANTS;
+  if (values.only) {
+    const wanted = values.only.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+    mutants = MUTANTS.filter((m) => wanted.some((w) => m.id.toLowerCase().includes(w)));
+    if (mutants.length === 0) {
+      console.error(`No mutant matches --only ${values.only}; see deno task mutants --list`);
+      Deno.exit(2);
+    }
+  }
+  if (values.list) {
+    for (const m of mutants) console.log(`${m.id}  (${m.file}; ${m.tests.join(", ")})`);
+    Deno.exit(0);
+  }
+  const dir = await scratchRepo();
+  let bad = 0;
+  try {
+    for (const [i, m] of mutants.entries()) {
+      const r = await runMutant(`${dir}/repo`, m);
+      if (r.outcome !== "caught") bad++;
+      console.log(
+        `[${i + 1}/${mutants.length}] ${r.outcome.toUpperCase()}: ${m.id} (${m.file}, ${
+          r.seconds.toFixed(0)
+        } s) - ${r.detail}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  console.log(`mutants: ${mutants.length - bad} of ${mutants.length} caught`);
+  if (bad > 0) {
+    console.error(
+      `${bad} mutants were not caught: the tests named for them must fail with the change in place`,
+    );
+    Deno.exit(1);
+  }
+}
