@@ -3,7 +3,7 @@
  * flags that stand for config keys, `--gpus N` (one process per local GPU), `--section.key value`
  * overrides passed through, and Ctrl-C / SIGTERM turned into an abort signal so the loop can save first.
  */
-import { launchLocal } from "./dist/launch.ts";
+import { launchLocal } from "./distributed/launch.ts";
 
 export interface TaskArgSpec {
   /** The config file used without --config. */

@@ -8,10 +8,10 @@
  * per GPU of this machine; under torchrun or srun each process is one rank). Ctrl-C saves a checkpoint
  * and exits; the same command resumes.
  */
-import { distEnv } from "../lib/dist/env.ts";
+import { distEnv } from "../lib/distributed/env.ts";
 import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
-import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
-import { finetune } from "../lib/train/finetune_loop.ts";
+import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
+import { finetune } from "../lib/train/finetune/loop.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {

@@ -6,10 +6,10 @@
  * --output DIR, --synthetic (throughput mode: one fixed random batch on the device, V-SWIFT's
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
-import { distEnv } from "../lib/dist/env.ts";
+import { distEnv } from "../lib/distributed/env.ts";
 import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
-import { loadConfig } from "../lib/train/config.ts";
-import { pretrain } from "../lib/train/pretrain_loop.ts";
+import { loadConfig } from "../lib/train/pretrain/config.ts";
+import { pretrain } from "../lib/train/pretrain/loop.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {

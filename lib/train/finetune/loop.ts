@@ -10,30 +10,30 @@
  * (seed, rank, step), so ranks draw differently (V-SWIFT's ranks draw alike, spec §9.6) and a resumed run
  * draws exactly what the uninterrupted one would have.
  */
-import { Graph } from "../autograd.ts";
-import { readHeadMap } from "../data/labels.ts";
-import { rngFor } from "../data/seed.ts";
-import { GradSync } from "../dist/grad_sync.ts";
-import { TensorBoardWriter } from "../io/tensorboard.ts";
-import { Arena, persistentMemory } from "../memory.ts";
-import { formatReport, loadPretrained, type PretrainedReport } from "../model/pretrained.ts";
-import { readScalar } from "../tensor.ts";
-import { AdamW } from "./adamw.ts";
-import { adamWOptions, runSchedule } from "./optim_config.ts";
+import { Graph } from "../../autograd.ts";
+import { readHeadMap } from "../../data/labels.ts";
+import { rngFor } from "../../data/seed.ts";
+import { GradSync } from "../../distributed/grad_sync.ts";
+import { TensorBoardWriter } from "../../io/tensorboard.ts";
+import { Arena, persistentMemory } from "../../memory.ts";
+import { formatReport, loadPretrained, type PretrainedReport } from "../../model/pretrained.ts";
+import { readScalar } from "../../tensor.ts";
+import { AdamW } from "../adamw.ts";
+import { adamWOptions, runSchedule } from "../optim_config.ts";
 import {
   type CheckpointState,
   listCheckpoints,
   loadCheckpoint,
   pruneCheckpoints,
   saveCheckpoint,
-} from "./checkpoint.ts";
-import type { FinetuneConfig } from "./finetune_config.ts";
-import { evalLoader, resolveData, trainLoader } from "./finetune_data.ts";
-import { type EvalMetrics, formatTest, runTest, validate } from "./finetune_eval.ts";
-import { buildClassifier } from "./finetune_model.ts";
+} from "../checkpoint.ts";
+import type { FinetuneConfig } from "./config.ts";
+import { evalLoader, resolveData, trainLoader } from "./data.ts";
+import { type EvalMetrics, formatTest, runTest, validate } from "./eval.ts";
+import { buildClassifier } from "./model.ts";
 import { layerDecayRule } from "./layer_decay.ts";
 import { mixBatch, type MixupOptions } from "./mixup.ts";
-import { describeProcess, openTrainingProcess } from "./process_group.ts";
+import { describeProcess, openTrainingProcess } from "../process.ts";
 import type { TestSummary } from "./tta.ts";
 
 /** Generator streams of the loop (distinct from the loader's). */

@@ -4,27 +4,27 @@
  * schedule and data stream, logs, TensorBoard and reconstruction pictures. `deno task pretrain` runs it
  * from the command line; notebooks iterate it (one StepMetrics per step).
  */
-import { Graph } from "../autograd.ts";
-import { VideoLoader } from "../data/loader.ts";
-import { encodePng, writePng } from "../data/png_grid.ts";
-import { ensureSyntheticDataset } from "../data/synthetic.ts";
-import { GradSync } from "../dist/grad_sync.ts";
-import { TensorBoardWriter } from "../io/tensorboard.ts";
-import { Arena, persistentMemory } from "../memory.ts";
-import { VideoMAEPretrain } from "../model/pretrain.ts";
-import { Rng } from "../rng.ts";
-import { readFloats, readScalar } from "../tensor.ts";
-import { AdamW } from "./adamw.ts";
-import { adamWOptions, runSchedule } from "./optim_config.ts";
+import { Graph } from "../../autograd.ts";
+import { VideoLoader } from "../../data/loader.ts";
+import { encodePng, writePng } from "../../data/png_grid.ts";
+import { ensureSyntheticDataset } from "../../data/synthetic.ts";
+import { GradSync } from "../../distributed/grad_sync.ts";
+import { TensorBoardWriter } from "../../io/tensorboard.ts";
+import { Arena, persistentMemory } from "../../memory.ts";
+import { VideoMAEPretrain } from "../../model/pretrain.ts";
+import { Rng } from "../../rng.ts";
+import { readFloats, readScalar } from "../../tensor.ts";
+import { AdamW } from "../adamw.ts";
+import { adamWOptions, runSchedule } from "../optim_config.ts";
 import {
   type CheckpointState,
   listCheckpoints,
   loadCheckpoint,
   pruneCheckpoints,
   saveCheckpoint,
-} from "./checkpoint.ts";
+} from "../checkpoint.ts";
 import { modelConfigOf, type PretrainConfig } from "./config.ts";
-import { describeProcess, openTrainingProcess } from "./process_group.ts";
+import { describeProcess, openTrainingProcess } from "../process.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
 

@@ -6,10 +6,10 @@
  * one-hot vectors mixed as lambda y + (1 - lambda) y_partner. The draws happen here, on the host; the
  * pixels are mixed on the device (lib/ops/mix.ts).
  */
-import type { Graph } from "../autograd.ts";
-import { cutmixBatch, mixupBatch, type PixelBox } from "../ops/mix.ts";
-import type { Rng } from "../rng.ts";
-import { type Tensor, writeTensor } from "../tensor.ts";
+import type { Graph } from "../../autograd.ts";
+import { cutmixBatch, mixupBatch, type PixelBox } from "../../ops/mix.ts";
+import type { Rng } from "../../rng.ts";
+import { type Tensor, writeTensor } from "../../tensor.ts";
 
 export interface MixupOptions {
   /** Beta parameter of mixup; 0 disables mixup (0.8). */
