@@ -1,7 +1,7 @@
 /** The classifier of a fine-tuning configuration: its geometry, and the model allocated and initialised. */
-import { VideoClassifier } from "../model/classifier.ts";
-import { type ModelConfig, modelConfig } from "../model/config.ts";
-import { type FinetuneConfig, headClasses } from "./finetune_config.ts";
+import { VideoClassifier } from "../../model/classifier.ts";
+import { type ModelConfig, modelConfig } from "../../model/config.ts";
+import { type FinetuneConfig, headClasses } from "./config.ts";
 
 /** The model geometry of a configuration. */
 export function finetuneModelConfig(cfg: FinetuneConfig): ModelConfig {
