@@ -5,6 +5,7 @@
  *
  *   deno task mutants                 every mutant
  *   deno task mutants --only ID,ID    some of them (ids or unique parts of ids)
+ *   deno task mutants --jobs N        N mutants at a time, each in its own scratch copy (2)
  *   deno task mutants --list          the list, without running anything
  */
 import { parseArgs } from "node:util";
@@ -17,7 +18,7 @@ const SKIP = new Set([".git", ".tools", "node_modules", "runs", "build", ".carry
 const TIMEOUT_MS = 5 * 60_000;
 
 function usage(): string {
-  return "Usage: deno task mutants [--only ID,ID] [--list]";
+  return "Usage: deno task mutants [--only ID,ID] [--jobs N] [--list]";
 }
 
 async function copyTree(src: string, dst: string): Promise<void> {
@@ -120,6 +121,7 @@ if (import.meta.main) {
       options: {
         only: { type: "string" },
         list: { type: "boolean", default: false },
+        jobs: { type: "string", default: "2" },
         help: { type: "boolean" },
       },
     }));
@@ -144,20 +146,31 @@ if (import.meta.main) {
     for (const m of mutants) console.log(`${m.id}  (${m.file}; ${m.tests.join(", ")})`);
     Deno.exit(0);
   }
-  const dir = await scratchRepo();
+  const jobs = Number(values.jobs);
+  if (!(Number.isInteger(jobs) && jobs >= 1)) {
+    console.error(`--jobs must be a positive integer, got ${values.jobs}`);
+    Deno.exit(2);
+  }
+  // Each job plants its mutants in a scratch copy of its own; the test files run one mutant at a time.
+  const dirs = await Promise.all(Array.from({ length: Math.min(jobs, mutants.length) }, scratchRepo));
   let bad = 0;
+  let next = 0;
+  let done = 0;
   try {
-    for (const [i, m] of mutants.entries()) {
-      const r = await runMutant(`${dir}/repo`, m);
-      if (r.outcome !== "caught") bad++;
-      console.log(
-        `[${i + 1}/${mutants.length}] ${r.outcome.toUpperCase()}: ${m.id} (${m.file}, ${
-          r.seconds.toFixed(0)
-        } s) - ${r.detail}`,
-      );
-    }
+    await Promise.all(dirs.map(async (dir) => {
+      while (next < mutants.length) {
+        const m = mutants[next++];
+        const r = await runMutant(`${dir}/repo`, m);
+        if (r.outcome !== "caught") bad++;
+        console.log(
+          `[${++done}/${mutants.length}] ${r.outcome.toUpperCase()}: ${m.id} (${m.file}, ${
+            r.seconds.toFixed(0)
+          } s) - ${r.detail}`,
+        );
+      }
+    }));
   } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   console.log(`mutants: ${mutants.length - bad} of ${mutants.length} caught`);
   if (bad > 0) {
