@@ -305,7 +305,7 @@ export async function* finetune(
     tb?.close();
     jsonl?.close();
     const stats = await train.close();
-    if (stats.skipped.length > 0) say(`skipped ${stats.skipped.length} videos that failed to decode`);
+    if (stats.failedFiles > 0) say(`skipped ${stats.failedFiles} video files that failed to decode`);
     arena.dispose();
     opt.free();
     model.free();

@@ -317,9 +317,9 @@ export async function* pretrain(
     tb?.close();
     jsonl?.close();
     const stats = await loader.close();
-    skippedVideos = stats.skipped.length;
+    skippedVideos = stats.failedFiles;
     if (skippedVideos > 0) {
-      say(`skipped ${skippedVideos} videos that failed to decode (see the messages above)`);
+      say(`skipped ${skippedVideos} video files that failed to decode (see the messages above)`);
     }
     arena.dispose();
     opt.free();
