@@ -1,13 +1,22 @@
 /**
  * Hostile and oversized inputs are refused before they cost memory or time: zip bombs (by the declared
  * size, the ratio, and a size that lies), checked by the inflated-bytes counter rather than a clock; a
- * FIFO in a data list (refused unopened: no tool started) and a decoder that hangs (killed at its limit).
+ * FIFO in a data list (refused unopened: no tool started) and a decoder that hangs (killed at its limit);
+ * a model too large for the machine (refused from the estimate, before allocating); safetensors with
+ * overlapping tensors, and an initialisation source that matches nothing.
  */
 import assert from "node:assert/strict";
 import { deflateRawSync } from "node:zlib";
 import { decodeCounters, decodeFrames, probeVideo } from "../lib/data/ffmpeg.ts";
 import { decodePth, stateDictOf } from "../lib/io/pth.ts";
 import { crc32, memorySource, zipCounters, ZipReader } from "../lib/io/zip.ts";
+import { decodeSafetensors, fromFloats } from "../lib/io/safetensors.ts";
+import { VideoClassifier } from "../lib/model/classifier.ts";
+import { geometry, modelConfig } from "../lib/model/config.ts";
+import { loadIntoClassifier } from "../lib/model/pretrained.ts";
+import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
+import { estimateTraining, pretrainRuns, requireMemory } from "../lib/train/memory_estimate.ts";
+import "./helpers.ts";
 
 interface RawEntry {
   name: string;
@@ -161,3 +170,101 @@ Deno.test("a FIFO in a data list is refused unopened, and a decode that hangs is
 });
 
 const info = { width: 32, height: 32, frames: 8, fps: 25, cfr: true };
+
+Deno.test("a model too large for the machine is refused before allocating, with the figures", async () => {
+  // g/14 at V-SWIFT's 16 x 224 x 224 and 60 clips per GPU: about 1.0 B parameters (16 GiB of state)
+  // and over 25 GiB of bf16 activations, against a 24 GiB host.
+  const c = modelConfig("giant", { decoderDepth: 4 });
+  const params = new VideoMAEPretrain(c).parameterCount;
+  const { tokens } = geometry(c);
+  const need = estimateTraining(params, pretrainRuns(c, 205, tokens), 60, "bf16");
+  assert.ok(need.state > 16 * 1024 ** 3 && need.activations > 25 * 1024 ** 3, JSON.stringify(need));
+  assert.throws(
+    () => requireMemory(need, 24 * 1024 ** 3, { what: "giant", where: "host memory", batch: 60 }),
+    /needs at least \d+\.\d GiB \(giant: .* activations for a batch of 60 .* host memory has 24.0 GiB available; lower train.batch_size/,
+  );
+  // The default run fits easily.
+  const mini = modelConfig("mini", { imgSize: 64, frames: 8, patchSize: 8, decoderDepth: 2 });
+  const small = estimateTraining(
+    new VideoMAEPretrain(mini).parameterCount,
+    pretrainRuns(mini, 16, 128),
+    8,
+    "f32",
+  );
+  assert.ok(small.state + small.activations < 256 << 20);
+  // Through the task: a batch no machine holds is refused before anything is allocated or generated.
+  const out = await Deno.makeTempDir({ prefix: "vswift-giant-" });
+  try {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../tasks/pretrain.ts", import.meta.url).pathname,
+        "--model.size",
+        "giant",
+        "--model.patch_size",
+        "0",
+        "--model.input_size",
+        "112",
+        "--train.batch_size",
+        "100000",
+        "--output",
+        out,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 1, err);
+    assert.match(
+      err,
+      /pretraining failed: The run needs at least [\d.]+ GiB \(giant, 10\d\d\.\dM parameters/,
+    );
+    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n !== "log.txt"), []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+/** Safetensors bytes with the header given as is (offsets may overlap). */
+function rawSafetensors(header: Record<string, unknown>, dataBytes: number): Uint8Array {
+  const text = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + text.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+  out.set(text, 8);
+  return out;
+}
+
+Deno.test("safetensors whose tensors overlap or leave a gap are refused", () => {
+  const t = (a: number, b: number) => ({ dtype: "F32", shape: [(b - a) / 4], data_offsets: [a, b] });
+  // Same total size as the data section, so a byte count alone does not see it.
+  const overlap = rawSafetensors({ a: t(0, 16), b: t(8, 24), c: t(24, 32) }, 32);
+  assert.throws(
+    () => decodeSafetensors(overlap, "o.safetensors"),
+    /o.safetensors is corrupt: tensor b .*overlaps tensor a/,
+  );
+  const gap = rawSafetensors({ a: t(0, 8), b: t(16, 32) }, 32);
+  assert.throws(() => decodeSafetensors(gap, "g.safetensors"), /data bytes \[8, 16\) belong to no tensor/);
+  const ok = decodeSafetensors(rawSafetensors({ a: t(0, 8), e: t(8, 8), b: t(8, 32) }, 32));
+  assert.equal(ok.tensors.size, 3);
+});
+
+Deno.test("an initialisation source that matches no tensor of the model is an error", () => {
+  const cfg = modelConfig("tiny", { embedDim: 16, heads: 2, imgSize: 16, frames: 2, decoderDim: 8 });
+  const model = new VideoClassifier(cfg, { numClasses: 3 }).allocate("f32").initialize(0);
+  const foreign = new Map([["resnet.conv1.weight", fromFloats(new Float32Array(4), [2, 2])]]);
+  assert.throws(
+    () => loadIntoClassifier(model, foreign, { source: "resnet.safetensors" }),
+    /resnet.safetensors matches none of the \d+ tensors of the tiny classifier: its 1 tensors \(resnet.conv1.weight\)/,
+  );
+  assert.throws(
+    () => loadIntoClassifier(model, new Map(), { source: "empty.safetensors" }),
+    /it holds no tensors/,
+  );
+  // One matching tensor is a (partial) start, reported as such.
+  const partial = new Map([["norm.weight", fromFloats(new Float32Array(16).fill(2), [16])]]);
+  assert.ok(model.store.get("norm.weight") || model.store.get("fc_norm.weight"));
+  const name = model.store.get("norm.weight") ? "norm.weight" : "fc_norm.weight";
+  const r = loadIntoClassifier(model, new Map([[name, partial.get("norm.weight")!]]));
+  assert.deepEqual(r.loaded, [name]);
+});

@@ -95,7 +95,7 @@ export async function* finetune(
   await Deno.mkdir(out, { recursive: true });
 
   // Model and optimiser.
-  const model = buildClassifier(cfg, dtype);
+  const model = buildClassifier(cfg, dtype, proc);
   const mc = model.config;
   const globalBatch = cfg.train.batch_size * group.worldSize;
   const opt = new AdamW(

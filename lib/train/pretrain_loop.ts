@@ -27,6 +27,7 @@ import { modelConfigOf, type PretrainConfig } from "./config.ts";
 import { describeProcess, openTrainingProcess } from "./process_group.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
+import { checkPretrainMemory } from "./memory_estimate.ts";
 
 export interface StepMetrics {
   step: number;
@@ -83,7 +84,9 @@ export async function* pretrain(
 
   // Model and optimiser.
   const mc = modelConfigOf(cfg);
-  const model = new VideoMAEPretrain(mc).allocate(dtype).initialize(cfg.train.seed);
+  const declared = new VideoMAEPretrain(mc);
+  checkPretrainMemory(declared, cfg, dtype, proc);
+  const model = declared.allocate(dtype).initialize(cfg.train.seed);
   const globalBatch = cfg.train.batch_size * group.worldSize;
   const opt = new AdamW(model.store, adamWOptions(cfg.optim, globalBatch));
   say(
