@@ -3,7 +3,31 @@
  * flags that stand for config keys, `--gpus N` (one process per local GPU), `--section.key value`
  * overrides passed through, and Ctrl-C / SIGTERM turned into an abort signal so the loop can save first.
  */
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { launchLocal } from "./dist/launch.ts";
+
+/**
+ * The flags of a task that is not a training task (node:util's parseArgs over Deno.args): --help / -h
+ * prints `usage` and exits 0; an unknown flag, a missing value or a stray argument is one line on stderr
+ * and exit status 2, never a stack trace.
+ */
+export function parseFlags<T extends Omit<ParseArgsConfig, "args">>(
+  task: string,
+  usage: string,
+  config: T,
+  args: string[] = Deno.args,
+): ReturnType<typeof parseArgs<T>> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  try {
+    return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>;
+  } catch (e) {
+    console.error(`${task}: ${(e as Error).message.replace(/\. To specify a positional.*$/, "")} (see --help)`);
+    Deno.exit(2);
+  }
+}
 
 export interface TaskArgSpec {
   /** The config file used without --config. */
@@ -51,7 +75,17 @@ export function parseTaskArgs(args: string[], spec: TaskArgSpec): TaskArgs {
     else if (spec.keys?.[flag]) out.overrides.push(spec.keys[flag], value());
     else if (spec.switches?.[flag]) out.overrides.push(...spec.switches[flag]);
     else if (spec.own?.includes(flag)) out.values[flag.slice(2)] = value();
-    else out.overrides.push(a);
+    else if (flag.startsWith("--") && flag.includes(".")) {
+      // The value goes along (a bare --section.flag means true, as the config loader reads it).
+      out.overrides.push(a);
+      if (inline === undefined && i + 1 < args.length && !args[i + 1].startsWith("--")) {
+        out.overrides.push(args[++i]);
+      }
+    } else {
+      // Config keys are --section.key; anything else is a typo, not something to pass on.
+      console.error(`Unknown flag ${flag}; flags are those of --help and --section.key config overrides`);
+      Deno.exit(2);
+    }
   }
   if (!(Number.isInteger(out.gpus) && out.gpus >= 0)) {
     console.error(`--gpus must be a non-negative integer, got ${out.gpus}`);
