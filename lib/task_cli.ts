@@ -24,7 +24,9 @@ export function parseFlags<T extends Omit<ParseArgsConfig, "args">>(
   try {
     return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>;
   } catch (e) {
-    console.error(`${task}: ${(e as Error).message.replace(/\. To specify a positional.*$/, "")} (see --help)`);
+    console.error(
+      `${task}: ${(e as Error).message.replace(/\. To specify a positional.*$/, "")} (see --help)`,
+    );
     Deno.exit(2);
   }
 }
