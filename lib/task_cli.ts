@@ -120,27 +120,46 @@ export async function launchOnGpus(gpus: number, script: string, args: string[])
 }
 
 /**
- * An abort signal raised by the first Ctrl-C or SIGTERM (batch schedulers stop jobs with it), so the
- * loop finishes its step and saves; a second one exits at once. `dispose` removes the listeners.
+ * Signals that arrive within this many milliseconds of the first are the same request: a Ctrl-C in a
+ * terminal reaches both `deno task` and the trainer, and `deno task` (or the --gpus launcher) forwards
+ * its copy, so one keypress or one `kill` of the process group arrives two or three times.
+ */
+export const SIGNAL_ECHO_MS = 2000;
+
+/**
+ * An abort signal raised by the first SIGINT or SIGTERM (batch schedulers stop jobs with SIGTERM), so
+ * the loop finishes its step, saves and exits 0. Copies of that signal within SIGNAL_ECHO_MS are the
+ * same request; a later Ctrl-C (SIGINT) quits at once with status 130, without saving. `dispose`
+ * removes the listeners.
  */
 export function interruptSignal(announce: boolean): { signal: AbortSignal; dispose: () => void } {
   const stop = new AbortController();
-  const onInterrupt = () => {
-    if (stop.signal.aborted) Deno.exit(130);
+  let first = 0;
+  const on = (sig: "SIGINT" | "SIGTERM") => () => {
+    const now = performance.now();
+    if (stop.signal.aborted) {
+      if (sig === "SIGINT" && now - first > SIGNAL_ECHO_MS) Deno.exit(130);
+      return;
+    }
+    first = now;
     if (announce) {
       console.error(
-        "\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)",
+        `\n${sig}: finishing this step and saving a checkpoint (Ctrl-C again after ${
+          SIGNAL_ECHO_MS / 1000
+        } s to quit at once without saving)`,
       );
     }
     stop.abort();
   };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  Deno.addSignalListener("SIGTERM", onInterrupt);
+  const onInt = on("SIGINT");
+  const onTerm = on("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   return {
     signal: stop.signal,
     dispose: () => {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-      Deno.removeSignalListener("SIGTERM", onInterrupt);
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
     },
   };
 }
