@@ -159,6 +159,7 @@ export function defaultConfig(): PretrainConfig {
       warmup_steps: 0,
       clip_grad: 0,
       scale_lr: false,
+      skip_nonfinite: 0,
     },
     train: {
       epochs: 1200,

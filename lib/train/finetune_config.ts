@@ -236,6 +236,7 @@ export function defaultFinetuneConfig(): FinetuneConfig {
       warmup_steps: 0,
       clip_grad: 0,
       scale_lr: false,
+      skip_nonfinite: 0,
     },
     train: {
       epochs: 50,
