@@ -57,28 +57,33 @@ export {
 } from "./lib/io/safetensors.ts";
 export { AdamW, type AdamWOptions, vswiftDecays } from "./lib/train/adamw.ts";
 export { countFlops, flopsTable, fvcoreFormat } from "./lib/model/flops.ts";
-export { applyOverrides, defaultConfig, loadConfig, type PretrainConfig } from "./lib/train/config.ts";
+export {
+  applyOverrides,
+  defaultConfig,
+  loadConfig,
+  type PretrainConfig,
+} from "./lib/train/pretrain/config.ts";
 export {
   formatLine,
   type LoopOptions,
   pretrain,
   type RunSummary,
   type StepMetrics,
-} from "./lib/train/pretrain_loop.ts";
+} from "./lib/train/pretrain/loop.ts";
 export {
   finetune,
   type FinetuneLoopOptions,
   type FinetuneStepMetrics,
   type FinetuneSummary,
-} from "./lib/train/finetune_loop.ts";
+} from "./lib/train/finetune/loop.ts";
 export {
   defaultFinetuneConfig,
   type FinetuneConfig,
   loadFinetuneConfig,
-} from "./lib/train/finetune_config.ts";
-export { evaluateCheckpoint } from "./lib/train/finetune_eval.ts";
-export { layerScales } from "./lib/train/layer_decay.ts";
-export { mergeViews } from "./lib/train/tta.ts";
+} from "./lib/train/finetune/config.ts";
+export { evaluateCheckpoint } from "./lib/train/finetune/eval.ts";
+export { layerScales } from "./lib/train/finetune/layer_decay.ts";
+export { mergeViews } from "./lib/train/finetune/tta.ts";
 export { openPth, stateDictOf, toSafeTensors } from "./lib/io/pth.ts";
 export { type Batch, type LoaderOptions, VideoLoader } from "./lib/data/loader.ts";
 export { ensureSyntheticDataset, MOTION_CLASSES } from "./lib/data/synthetic.ts";

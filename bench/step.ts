@@ -13,8 +13,8 @@ import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
 import { Rng } from "../lib/rng.ts";
 import { readScalar, writeTensor } from "../lib/tensor.ts";
 import { AdamW } from "../lib/train/adamw.ts";
-import { mfu, peakFlops, trainFlopsPerVideo } from "../lib/train/mfu.ts";
-import { pretrainStep } from "../lib/train/pretrain_step.ts";
+import { mfu, peakFlops, trainFlopsPerVideo } from "../lib/train/pretrain/mfu.ts";
+import { pretrainStep } from "../lib/train/pretrain/step.ts";
 import { recordResult, timeMs } from "./timing.ts";
 import { parseFlags } from "../lib/task_cli.ts";
 

@@ -7,11 +7,11 @@
  * multi-view test accuracy for both. Everything lands under the output folder (runs/bench_synthetic); a
  * finished stage is not run again, so an interrupted benchmark resumes where it stopped.
  */
-import { loadConfig } from "../lib/train/config.ts";
-import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
-import { resolveData } from "../lib/train/finetune_data.ts";
-import { finetune, type FinetuneSummary } from "../lib/train/finetune_loop.ts";
-import { pretrain } from "../lib/train/pretrain_loop.ts";
+import { loadConfig } from "../lib/train/pretrain/config.ts";
+import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
+import { resolveData } from "../lib/train/finetune/data.ts";
+import { finetune, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
+import { pretrain } from "../lib/train/pretrain/loop.ts";
 import { parseFlags } from "../lib/task_cli.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);

@@ -4,7 +4,8 @@
  * overrides passed through, and Ctrl-C / SIGTERM turned into an abort signal so the loop can save first.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { launchLocal } from "./dist/launch.ts";
+import { distEnv } from "./distributed/env.ts";
+import { launchLocal } from "./distributed/launch.ts";
 
 /**
  * The flags of a task that is not a training task (node:util's parseArgs over Deno.args): --help / -h
@@ -162,4 +163,50 @@ export function interruptSignal(announce: boolean): { signal: AbortSignal; dispo
       Deno.removeSignalListener("SIGTERM", onTerm);
     },
   };
+}
+
+/** How a training run ended, as its task prints it. */
+export interface RunEnd {
+  output: string;
+  lastCheckpoint?: string;
+  interrupted: boolean;
+}
+
+/**
+ * Runs a training loop from the command line: Ctrl-C or SIGTERM stops it after a step with a checkpoint,
+ * `onStep` sees every step, rank 0 runs `onEnd` and prints where the run ended; a failure prints the rank
+ * and the message ("pretraining failed: ...") and exits with status 1.
+ */
+export async function runTrainingTask<M, E extends RunEnd>(
+  what: string,
+  start: (signal: AbortSignal) => AsyncGenerator<M, E>,
+  hooks: { onStep?: (m: M) => void; onEnd?: (e: E) => void } = {},
+): Promise<void> {
+  const dist = distEnv();
+  const stop = interruptSignal(dist.rank === 0);
+  const run = start(stop.signal);
+  try {
+    for (;;) {
+      const r = await run.next();
+      if (!r.done) {
+        hooks.onStep?.(r.value);
+        continue;
+      }
+      if (dist.rank !== 0) break;
+      const e = r.value;
+      hooks.onEnd?.(e);
+      console.log(
+        `${e.interrupted ? "stopped" : "done"}: ${e.output}${
+          e.lastCheckpoint ? `, last checkpoint ${e.lastCheckpoint}` : ""
+        }`,
+      );
+      break;
+    }
+  } catch (e) {
+    const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
+    console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
+    Deno.exit(1);
+  } finally {
+    stop.dispose();
+  }
 }

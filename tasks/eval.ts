@@ -7,8 +7,8 @@
  * N processes of this machine (every view once); rank 0 merges them.
  */
 import { configOrExit, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
-import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
-import { evaluateCheckpoint } from "../lib/train/finetune_eval.ts";
+import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
+import { evaluateCheckpoint } from "../lib/train/finetune/eval.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {

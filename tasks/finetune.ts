@@ -8,10 +8,9 @@
  * per GPU of this machine; under torchrun or srun each process is one rank). Ctrl-C saves a checkpoint
  * and exits; the same command resumes.
  */
-import { distEnv } from "../lib/dist/env.ts";
-import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
-import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
-import { finetune } from "../lib/train/finetune_loop.ts";
+import { configOrExit, launchOnGpus, parseTaskArgs, runTrainingTask } from "../lib/task_cli.ts";
+import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
+import { finetune } from "../lib/train/finetune/loop.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {
@@ -33,27 +32,4 @@ const opts = parseTaskArgs(Deno.args, {
 const cfg = await configOrExit(loadFinetuneConfig(opts.configPath, opts.overrides));
 await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
-const dist = distEnv();
-const stop = interruptSignal(dist.rank === 0);
-const run = finetune(cfg, { print: true, signal: stop.signal });
-try {
-  for (;;) {
-    const r = await run.next();
-    if (r.done) {
-      const s = r.value;
-      if (dist.rank !== 0) break;
-      console.log(
-        `${s.interrupted ? "stopped" : "done"}: ${s.output}${
-          s.lastCheckpoint ? `, last checkpoint ${s.lastCheckpoint}` : ""
-        }`,
-      );
-      break;
-    }
-  }
-} catch (e) {
-  const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
-  console.error(`\n${rank}fine-tuning failed: ${(e as Error).message}`);
-  Deno.exit(1);
-} finally {
-  stop.dispose();
-}
+await runTrainingTask("fine-tuning", (signal) => finetune(cfg, { print: true, signal }));

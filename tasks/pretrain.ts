@@ -6,10 +6,9 @@
  * --output DIR, --synthetic (throughput mode: one fixed random batch on the device, V-SWIFT's
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
-import { distEnv } from "../lib/dist/env.ts";
-import { configOrExit, interruptSignal, launchOnGpus, parseTaskArgs } from "../lib/task_cli.ts";
-import { loadConfig } from "../lib/train/config.ts";
-import { pretrain } from "../lib/train/pretrain_loop.ts";
+import { configOrExit, launchOnGpus, parseTaskArgs, runTrainingTask } from "../lib/task_cli.ts";
+import { loadConfig } from "../lib/train/pretrain/config.ts";
+import { pretrain } from "../lib/train/pretrain/loop.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {
@@ -29,40 +28,21 @@ const opts = parseTaskArgs(Deno.args, {
 const cfg = await configOrExit(loadConfig(opts.configPath, opts.overrides));
 await launchOnGpus(opts.gpus, new URL(import.meta.url).pathname, Deno.args);
 
-const dist = distEnv();
-const stop = interruptSignal(dist.rank === 0);
-const run = pretrain(cfg, { print: true, signal: stop.signal });
 const speeds: number[] = [];
 const mfus: number[] = [];
-try {
-  for (;;) {
-    const r = await run.next();
-    if (r.done) {
-      const s = r.value;
-      if (dist.rank !== 0) break;
-      if (cfg.data.source === "memory" && speeds.length > 0) {
-        // Throughput mode: the mean over the second half of the run, past warm-up.
-        const tail = (a: number[]) => a.slice(Math.floor(a.length / 2));
-        const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-        console.log(
-          `throughput: ${mean(tail(speeds)).toFixed(1)} videos/s` +
-            (mfus.length ? `, MFU ${(100 * mean(tail(mfus))).toFixed(1)}%` : ""),
-        );
-      }
-      console.log(
-        `${s.interrupted ? "stopped" : "done"}: ${s.output}${
-          s.lastCheckpoint ? `, last checkpoint ${s.lastCheckpoint}` : ""
-        }`,
-      );
-      break;
-    }
-    speeds.push(r.value.videosPerSecond);
-    if (r.value.mfu !== undefined) mfus.push(r.value.mfu);
-  }
-} catch (e) {
-  const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
-  console.error(`\n${rank}pretraining failed: ${(e as Error).message}`);
-  Deno.exit(1);
-} finally {
-  stop.dispose();
-}
+await runTrainingTask("pretraining", (signal) => pretrain(cfg, { print: true, signal }), {
+  onStep: (m) => {
+    speeds.push(m.videosPerSecond);
+    if (m.mfu !== undefined) mfus.push(m.mfu);
+  },
+  onEnd: () => {
+    if (cfg.data.source !== "memory" || speeds.length === 0) return;
+    // Throughput mode: the mean over the second half of the run, past warm-up.
+    const tail = (a: number[]) => a.slice(Math.floor(a.length / 2));
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    console.log(
+      `throughput: ${mean(tail(speeds)).toFixed(1)} videos/s` +
+        (mfus.length ? `, MFU ${(100 * mean(tail(mfus))).toFixed(1)}%` : ""),
+    );
+  },
+});

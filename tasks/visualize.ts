@@ -12,7 +12,7 @@ import { applyMask, type ClipFrames, clipFromBatch, gridImage, writePng } from "
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { maskToBoolean } from "../lib/model/masking.ts";
 import { readFloats } from "../lib/tensor.ts";
-import { writeReconstructions } from "../lib/train/visualize_ckpt.ts";
+import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
 import { parseFlags } from "../lib/task_cli.ts";
 
 const USAGE =

@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { Graph } from "../lib/autograd.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
-import { distEnv, firstSlurmHost } from "../lib/dist/env.ts";
-import { GradSync } from "../lib/dist/grad_sync.ts";
-import { freePort } from "../lib/dist/launch.ts";
-import { newSecret } from "../lib/dist/secret.ts";
+import { distEnv, firstSlurmHost } from "../lib/distributed/env.ts";
+import { GradSync } from "../lib/distributed/grad_sync.ts";
+import { freePort } from "../lib/distributed/launch.ts";
+import { newSecret } from "../lib/distributed/secret.ts";
 import { ptrAddress } from "../lib/ffi/pointers.ts";
 import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
 import { modelConfig } from "../lib/model/config.ts";

@@ -13,9 +13,9 @@ import {
   type FinetuneConfig,
   loadFinetuneConfig,
   validateFinetuneConfig,
-} from "../lib/train/finetune_config.ts";
-import { evaluateCheckpoint } from "../lib/train/finetune_eval.ts";
-import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune_loop.ts";
+} from "../lib/train/finetune/config.ts";
+import { evaluateCheckpoint } from "../lib/train/finetune/eval.ts";
+import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
 import "./helpers.ts";
 
 Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that name the key", async () => {

@@ -10,8 +10,15 @@ import { modelConfig } from "../lib/model/config.ts";
 import { cutmixBatch, eraseNoise, mixupBatch, randomErase } from "../lib/ops/mix.ts";
 import { Rng } from "../lib/rng.ts";
 import { readFloats, writeTensor } from "../lib/tensor.ts";
-import { layerId, layerScales, paramGroups } from "../lib/train/layer_decay.ts";
-import { betaDraw, boxLam, cutmixBox, drawMix, mixTargets, type MixupOptions } from "../lib/train/mixup.ts";
+import { layerId, layerScales, paramGroups } from "../lib/train/finetune/layer_decay.ts";
+import {
+  betaDraw,
+  boxLam,
+  cutmixBox,
+  drawMix,
+  mixTargets,
+  type MixupOptions,
+} from "../lib/train/finetune/mixup.ts";
 import {
   appendViews,
   mergeViews,
@@ -20,8 +27,8 @@ import {
   topK,
   type ViewOutput,
   writeTestResults,
-} from "../lib/train/tta.ts";
-import { formatFinetuneLine } from "../lib/train/finetune_loop.ts";
+} from "../lib/train/finetune/tta.ts";
+import { formatFinetuneLine } from "../lib/train/finetune/metrics.ts";
 import "./helpers.ts";
 
 Deno.test("layer decay: V-SWIFT's table for B/16 at 0.75, with its parameter groups", () => {

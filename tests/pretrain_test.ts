@@ -6,11 +6,16 @@ import assert from "node:assert/strict";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { crc32c, readEvents, TensorBoardWriter } from "../lib/io/tensorboard.ts";
 import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
-import { applyOverrides, defaultConfig, loadConfig, type PretrainConfig } from "../lib/train/config.ts";
+import {
+  applyOverrides,
+  defaultConfig,
+  loadConfig,
+  type PretrainConfig,
+} from "../lib/train/pretrain/config.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
-import { writeReconstructions } from "../lib/train/visualize_ckpt.ts";
+import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
 import "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {

@@ -6,13 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { Channel } from "../lib/dist/channel.ts";
-import type { DistEnv } from "../lib/dist/env.ts";
-import { HostGroup } from "../lib/dist/group.ts";
-import { greetListener, greetPeer, RENDEZVOUS_VERSION } from "../lib/dist/handshake.ts";
-import { freePort } from "../lib/dist/launch.ts";
-import { acceptPeers, type Links, rendezvous } from "../lib/dist/rendezvous.ts";
-import { newSecret } from "../lib/dist/secret.ts";
+import { Channel } from "../lib/distributed/channel.ts";
+import type { DistEnv } from "../lib/distributed/env.ts";
+import { HostGroup } from "../lib/distributed/group.ts";
+import { greetListener, greetPeer, RENDEZVOUS_VERSION } from "../lib/distributed/handshake.ts";
+import { freePort } from "../lib/distributed/launch.ts";
+import { acceptPeers, type Links, rendezvous } from "../lib/distributed/rendezvous.ts";
+import { newSecret } from "../lib/distributed/secret.ts";
 import { Rng } from "../lib/rng.ts";
 
 function envOf(rank: number, worldSize: number, port: number): DistEnv {
@@ -220,7 +220,7 @@ Deno.test("without VSWIFT_DIST_SECRET a rank refuses to rendezvous and says how 
   const cmd = new Deno.Command(Deno.execPath(), {
     args: [
       "eval",
-      `import { rendezvous } from "${new URL("../lib/dist/rendezvous.ts", import.meta.url)}";` +
+      `import { rendezvous } from "${new URL("../lib/distributed/rendezvous.ts", import.meta.url)}";` +
       `await rendezvous({ rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, nodeRank: 0, nodes: 1, ` +
       `masterAddr: "127.0.0.1", masterPort: ${freePort()} }, new Uint8Array(), { timeoutMs: 1000 });`,
     ],

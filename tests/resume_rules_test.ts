@@ -3,8 +3,8 @@
  * called corruption), and a data list on the command line is what the run trains on.
  */
 import assert from "node:assert/strict";
-import { loadConfig } from "../lib/train/config.ts";
-import { loadFinetuneConfig } from "../lib/train/finetune_config.ts";
+import { loadConfig } from "../lib/train/pretrain/config.ts";
+import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
 import { ConfigChangedError, configChanges, requireSameRun } from "../lib/train/resume_check.ts";
 import { setAsidePreviousRun, truncateMetrics } from "../lib/train/run_files.ts";
 

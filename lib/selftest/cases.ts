@@ -3,46 +3,12 @@
  * (never zeros) on shapes the models use. Each case names its buffers; the runner (compare.ts) gives
  * both builds the same bits, poisons pure outputs with NaN first, and compares what comes back.
  */
-import type { Native } from "../ffi/native.ts";
 import { hostPointer, type Pointer, ptrOffset } from "../ffi/pointers.ts";
 import { Rng } from "../rng.ts";
-import type { DType } from "../tensor.ts";
+import { BF16, code, F32, type KernelCase, randn, TOL } from "./kernel_case.ts";
 import { mixCases } from "./mix_cases.ts";
 
-export interface CaseBuffer {
-  dtype: DType;
-  n: number;
-  /** Input values (or the starting values of an output that the kernel adds into). */
-  data?: ArrayLike<number>;
-  /** Compared after the call. Buffers without `data` are filled with NaN first. */
-  output?: boolean;
-  /** A tolerance for this output other than the case's. */
-  tol?: number;
-}
-
-export interface KernelCase {
-  /** "vs_gemm bf16->f32 T N bias" and the like. */
-  name: string;
-  /** Maximum allowed max|cuda - host| / max|host| over each output. */
-  tol: number;
-  buffers: Record<string, CaseBuffer>;
-  call(n: Native, p: Record<string, Pointer>): void;
-}
-
-const F32 = 0;
-const BF16 = 1;
 const U8 = 2;
-const TOL: Record<"f32" | "bf16", number> = { f32: 1e-4, bf16: 1e-2 };
-
-function randn(rng: Rng, n: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.normal() * scale;
-  return out;
-}
-
-function code(dt: "f32" | "bf16"): number {
-  return dt === "f32" ? F32 : BF16;
-}
 
 /** A host-memory float array as a pointer, for arguments such as mean_std. */
 function hostFloats(values: number[]): Pointer {

@@ -3,7 +3,7 @@ import { bf16ToF32, f32ToBf16 } from "../bf16.ts";
 import type { Native } from "../ffi/native.ts";
 import type { Pointer } from "../ffi/pointers.ts";
 import { type DType, DTYPE_BYTES } from "../tensor.ts";
-import type { CaseBuffer, KernelCase } from "./cases.ts";
+import type { CaseBuffer, KernelCase } from "./kernel_case.ts";
 
 export interface CaseResult {
   name: string;

@@ -4,16 +4,7 @@
  * that is also compared.
  */
 import type { Rng } from "../rng.ts";
-import type { KernelCase } from "./cases.ts";
-
-const CODE = { f32: 0, bf16: 1 } as const;
-const TOL = { f32: 1e-4, bf16: 1e-2 } as const;
-
-function randn(rng: Rng, n: number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.normal();
-  return out;
-}
+import { code, type KernelCase, randn, TOL } from "./kernel_case.ts";
 
 /** mixup (odd and even batches), CutMix and random erasing cases. */
 export function mixCases(rng: Rng): KernelCase[] {
@@ -26,21 +17,21 @@ export function mixCases(rng: Rng): KernelCase[] {
         name: `vs_mix_batch ${dt} (batch ${b} of 16 x 224 x 224 clips, lam 0.37)`,
         tol: TOL[dt],
         buffers: { x: { dtype: dt, n: b * clip, data: randn(rng, b * clip), output: true } },
-        call: (k, p) => k.call("vs_mix_batch", CODE[dt], b, clip, 0.37, p.x, null),
+        call: (k, p) => k.call("vs_mix_batch", code(dt), b, clip, 0.37, p.x, null),
       });
     }
     out.push({
       name: `vs_cutmix_batch ${dt} (batch 5, box rows 17..150, columns 3..224)`,
       tol: TOL[dt],
       buffers: { x: { dtype: dt, n: 5 * clip, data: randn(rng, 5 * clip), output: true } },
-      call: (k, p) => k.call("vs_cutmix_batch", CODE[dt], 5, c * t, h, w, 17, 150, 3, 224, p.x, null),
+      call: (k, p) => k.call("vs_cutmix_batch", code(dt), 5, c * t, h, w, 17, 150, 3, 224, p.x, null),
     });
     out.push({
       name: `vs_random_erase ${dt} (one clip, a 101 x 57 box)`,
       tol: TOL[dt],
       buffers: { x: { dtype: dt, n: clip, data: randn(rng, clip), output: true } },
       call: (k, p) =>
-        k.call("vs_random_erase", CODE[dt], c, t, h, w, 40, 120, 101, 57, 0xdeadbeef, p.x, null),
+        k.call("vs_random_erase", code(dt), c, t, h, w, 40, 120, 101, 57, 0xdeadbeef, p.x, null),
     });
   }
   return out;

@@ -3,10 +3,10 @@
  * through the same rendezvous as training, all-reduce and broadcast known values, and report what
  * they got. World size 1 on one GPU always; two ranks on one GPU where NCCL allows it.
  */
-import { distEnv } from "../dist/env.ts";
-import { freePort } from "../dist/launch.ts";
-import { newSecret, SECRET_VAR } from "../dist/secret.ts";
-import { NcclGroup } from "../dist/nccl_group.ts";
+import { distEnv } from "../distributed/env.ts";
+import { freePort } from "../distributed/launch.ts";
+import { NcclGroup } from "../distributed/nccl_group.ts";
+import { newSecret, SECRET_VAR } from "../distributed/secret.ts";
 import { openNative } from "../ffi/native.ts";
 import { allocPersistent } from "../memory.ts";
 import { readFloats, writeTensor } from "../tensor.ts";

@@ -2,7 +2,7 @@
  * Typed configuration sections for the command-line tasks: a schema of leaves (integer, number, bool,
  * string, number list) per `section.key`, a YAML file merged over defaults, then `--section.key value`
  * overrides. Unknown keys and bad values are errors naming the key, the value and where it came from.
- * Both lib/train/config.ts (pretraining) and lib/train/finetune_config.ts are schemas over these rules.
+ * Both lib/train/pretrain/config.ts (pretraining) and lib/train/finetune/config.ts are schemas over these rules.
  */
 import { parse as parseYaml } from "yaml";
 

@@ -11,8 +11,8 @@ import type { VideoClassifier } from "../model/classifier.ts";
 import { geometry, mlpHidden, type ModelConfig } from "../model/config.ts";
 import { keptPerSlice } from "../model/masking.ts";
 import type { VideoMAEPretrain } from "../model/pretrain.ts";
-import type { PretrainConfig } from "./config.ts";
-import type { TrainingProcess } from "./process_group.ts";
+import type { PretrainConfig } from "./pretrain/config.ts";
+import type { TrainingProcess } from "./process.ts";
 
 /** Transformer blocks that see `tokens` tokens of width `dim` for each clip of the batch. */
 export interface BlockRun {

@@ -3,8 +3,8 @@
  * forward MACs of the model as trained, decoder depth 4: 208.5 GFLOP for ViT-B); V-SWIFT's convention
  * divides by 3 x 2 x its README figure (decoder depth 8: 53.433 GMAC for ViT-B), 1.54x more.
  */
-import { type ModelConfig, modelConfig } from "../model/config.ts";
-import { countFlops } from "../model/flops.ts";
+import { type ModelConfig, modelConfig } from "../../model/config.ts";
+import { countFlops } from "../../model/flops.ts";
 
 /** Dense bf16 tensor-core peaks in TFLOP/s (no sparsity), by a substring of the device name. */
 const PEAKS: [RegExp, number][] = [

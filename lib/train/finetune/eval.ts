@@ -4,19 +4,19 @@
  * writes its views' logits to its own file; rank 0 merges every rank's file into per-video results and a
  * summary). `evaluateCheckpoint` is `deno task eval --ckpt`: the test alone.
  */
-import { Graph } from "../autograd.ts";
-import { readHeadMap, readLabelNames } from "../data/labels.ts";
-import type { VideoLoader } from "../data/loader.ts";
-import { MOTION_CLASSES } from "../data/synthetic.ts";
-import type { ProcessGroup } from "../dist/group.ts";
-import { Arena } from "../memory.ts";
-import type { VideoClassifier } from "../model/classifier.ts";
-import { formatReport, loadPretrained, type PretrainedReport } from "../model/pretrained.ts";
-import { readFloats } from "../tensor.ts";
-import type { FinetuneConfig } from "./finetune_config.ts";
-import { evalLoader, type RankInfo, resolveData, type RunData } from "./finetune_data.ts";
-import { buildClassifier } from "./finetune_model.ts";
-import { describeProcess, openTrainingProcess } from "./process_group.ts";
+import { Graph } from "../../autograd.ts";
+import { readHeadMap, readLabelNames } from "../../data/labels.ts";
+import type { VideoLoader } from "../../data/loader.ts";
+import { MOTION_CLASSES } from "../../data/synthetic.ts";
+import type { ProcessGroup } from "../../distributed/group.ts";
+import { Arena } from "../../memory.ts";
+import type { VideoClassifier } from "../../model/classifier.ts";
+import { formatReport, loadPretrained, type PretrainedReport } from "../../model/pretrained.ts";
+import { readFloats } from "../../tensor.ts";
+import type { FinetuneConfig } from "./config.ts";
+import { evalLoader, type RankInfo, resolveData, type RunData } from "./data.ts";
+import { buildClassifier } from "./model.ts";
+import { describeProcess, openTrainingProcess } from "../process.ts";
 import {
   appendViews,
   mergeViews,

@@ -3,8 +3,8 @@
  * overrides from the command line. Unknown keys and bad values are errors naming the key, the value
  * and where it came from.
  */
-import { type ModelConfig, modelConfig } from "../model/config.ts";
-import { OPTIM_LEAVES, type OptimSection } from "./optim_config.ts";
+import { type ModelConfig, modelConfig } from "../../model/config.ts";
+import { OPTIM_LEAVES, type OptimSection } from "../optim_config.ts";
 import {
   applyCliOverrides,
   applyYamlDoc,
@@ -16,7 +16,7 @@ import {
   overrides as overridesKey,
   readYamlFile,
   str,
-} from "./config_schema.ts";
+} from "../config_schema.ts";
 
 export interface PretrainConfig {
   model: {

@@ -1,10 +1,10 @@
 /** One pretraining step: zero gradients, forward, backward, AdamW. The loss stays on the device. */
-import type { Graph } from "../autograd.ts";
-import type { MaskRule, TokenMask } from "../model/masking.ts";
-import type { VideoMAEPretrain } from "../model/pretrain.ts";
-import type { Rng } from "../rng.ts";
-import type { Tensor } from "../tensor.ts";
-import type { AdamW } from "./adamw.ts";
+import type { Graph } from "../../autograd.ts";
+import type { MaskRule, TokenMask } from "../../model/masking.ts";
+import type { VideoMAEPretrain } from "../../model/pretrain.ts";
+import type { Rng } from "../../rng.ts";
+import type { Tensor } from "../../tensor.ts";
+import type { AdamW } from "../adamw.ts";
 
 export interface StepOptions {
   lr: number;

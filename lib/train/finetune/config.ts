@@ -2,8 +2,8 @@
  * Fine-tuning configuration: V-SWIFT's fine-tuning defaults (scripts/finetune/finetune_ssv2_vit-b16.sh and
  * its argparse defaults), a YAML file on top, then `--section.key value` overrides.
  */
-import { classCount } from "../data/labels.ts";
-import { OPTIM_LEAVES, type OptimSection } from "./optim_config.ts";
+import { classCount } from "../../data/labels.ts";
+import { OPTIM_LEAVES, type OptimSection } from "../optim_config.ts";
 import {
   applyCliOverrides,
   applyYamlDoc,
@@ -15,7 +15,7 @@ import {
   readYamlFile,
   type Schema,
   str,
-} from "./config_schema.ts";
+} from "../config_schema.ts";
 
 export interface FinetuneConfig {
   model: {

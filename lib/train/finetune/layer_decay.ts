@@ -4,8 +4,8 @@
  * depth + 1, and layer i's learning rate is scaled by decay^(depth + 1 - i). Weight decay follows
  * V-SWIFT's exclusion rule (vswiftDecays).
  */
-import type { Param } from "../model/params.ts";
-import { type GroupRule, vswiftDecays } from "./adamw.ts";
+import type { Param } from "../../model/params.ts";
+import { type GroupRule, vswiftDecays } from "../adamw.ts";
 
 /** The layer of a parameter name in a model of `depth` blocks (timm's get_layer_id_for_vit). */
 export function layerId(name: string, depth: number): number {

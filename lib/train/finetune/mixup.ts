@@ -6,10 +6,11 @@
  * one-hot vectors mixed as lambda y + (1 - lambda) y_partner. The draws happen here, on the host; the
  * pixels are mixed on the device (lib/ops/mix.ts).
  */
-import type { Graph } from "../autograd.ts";
-import { cutmixBatch, mixupBatch, type PixelBox } from "../ops/mix.ts";
-import type { Rng } from "../rng.ts";
-import { type Tensor, writeTensor } from "../tensor.ts";
+import type { Graph } from "../../autograd.ts";
+import { cutmixBatch, mixupBatch, type PixelBox } from "../../ops/mix.ts";
+import type { Rng } from "../../rng.ts";
+import { type Tensor, writeTensor } from "../../tensor.ts";
+import type { FinetuneConfig } from "./config.ts";
 
 export interface MixupOptions {
   /** Beta parameter of mixup; 0 disables mixup (0.8). */
@@ -23,6 +24,18 @@ export interface MixupOptions {
   /** Label smoothing (0.1). */
   smoothing: number;
   numClasses: number;
+}
+
+/** The options of a config's mixup section for a head of `numClasses`. */
+export function mixupOptions(m: FinetuneConfig["mixup"], numClasses: number): MixupOptions {
+  return {
+    mixup: m.mixup,
+    cutmix: m.cutmix,
+    prob: m.prob,
+    switchProb: m.switch_prob,
+    smoothing: m.smoothing,
+    numClasses,
+  };
 }
 
 /** What one batch gets. */

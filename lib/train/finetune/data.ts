@@ -3,11 +3,11 @@
  * train split and a held-out split from another seed, used for validation and test), and the loaders
  * of each mode for this rank.
  */
-import { type LoaderPosition, VideoLoader } from "../data/loader.ts";
-import { ensureSyntheticDataset } from "../data/synthetic.ts";
-import type { ProcessGroup } from "../dist/group.ts";
-import { type FinetuneConfig, headClasses } from "./finetune_config.ts";
-import { finetuneModelConfig } from "./finetune_model.ts";
+import { type LoaderPosition, VideoLoader } from "../../data/loader.ts";
+import { ensureSyntheticDataset } from "../../data/synthetic.ts";
+import type { ProcessGroup } from "../../distributed/group.ts";
+import { type FinetuneConfig, headClasses } from "./config.ts";
+import { finetuneModelConfig } from "./model.ts";
 
 /** A list file and the folder its relative paths start from ("" = as written). */
 export interface Split {

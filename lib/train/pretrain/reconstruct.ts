@@ -4,8 +4,8 @@
  * the original patch's statistics, as VideoMAE's visualisation does, then undoes the input
  * normalisation. Visible patches show the original pixels.
  */
-import { applyMask, type ClipFrames, clipFromBatch, gridImage, type RgbImage } from "../data/png_grid.ts";
-import type { TokenMask } from "../model/masking.ts";
+import { applyMask, type ClipFrames, clipFromBatch, gridImage, type RgbImage } from "../../data/png_grid.ts";
+import type { TokenMask } from "../../model/masking.ts";
 
 export interface ReconstructionInput {
   /** The normalised input batch (B, 3, T, H, W) on the host. */

@@ -1,9 +1,9 @@
 /** The classifier of a fine-tuning configuration: its geometry, and the model allocated and initialised. */
-import { VideoClassifier } from "../model/classifier.ts";
-import { type ModelConfig, modelConfig } from "../model/config.ts";
-import { type FinetuneConfig, headClasses } from "./finetune_config.ts";
-import { checkClassifierMemory } from "./memory_estimate.ts";
-import type { TrainingProcess } from "./process_group.ts";
+import { VideoClassifier } from "../../model/classifier.ts";
+import { type ModelConfig, modelConfig } from "../../model/config.ts";
+import { type FinetuneConfig, headClasses } from "./config.ts";
+import { checkClassifierMemory } from "../memory_estimate.ts";
+import type { TrainingProcess } from "../process.ts";
 
 /** The model geometry of a configuration. */
 export function finetuneModelConfig(cfg: FinetuneConfig): ModelConfig {

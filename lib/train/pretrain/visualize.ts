@@ -3,16 +3,16 @@
  * checkpoint's config, its weights, clips from its data (or another list), one PNG per clip with the
  * original, masked and reconstructed frames.
  */
-import { Graph } from "../autograd.ts";
-import { VideoLoader } from "../data/loader.ts";
-import { writePng } from "../data/png_grid.ts";
-import { openNative } from "../ffi/native.ts";
-import { loadSafetensors } from "../io/safetensors.ts";
-import { Arena } from "../memory.ts";
-import { VideoMAEPretrain } from "../model/pretrain.ts";
-import { loadStateDict } from "../model/state.ts";
-import { readFloats } from "../tensor.ts";
-import { listCheckpoints } from "./checkpoint.ts";
+import { Graph } from "../../autograd.ts";
+import { VideoLoader } from "../../data/loader.ts";
+import { writePng } from "../../data/png_grid.ts";
+import { openNative } from "../../ffi/native.ts";
+import { loadSafetensors } from "../../io/safetensors.ts";
+import { Arena } from "../../memory.ts";
+import { VideoMAEPretrain } from "../../model/pretrain.ts";
+import { loadStateDict } from "../../model/state.ts";
+import { readFloats } from "../../tensor.ts";
+import { listCheckpoints } from "../checkpoint.ts";
 import { applyYaml, defaultConfig, modelConfigOf, type PretrainConfig } from "./config.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
 

@@ -2,9 +2,9 @@
  * Opening a training process: the kernel library on this process's device and the process group of the
  * run (one process alone, NCCL between GPUs, or the host ring), from the torchrun / SLURM environment.
  */
-import { type DistEnv, distEnv } from "../dist/env.ts";
-import { HostGroup, type ProcessGroup, rendezvous, SingleGroup } from "../dist/group.ts";
-import { NcclGroup } from "../dist/nccl_group.ts";
+import { type DistEnv, distEnv } from "../distributed/env.ts";
+import { HostGroup, type ProcessGroup, rendezvous, SingleGroup } from "../distributed/group.ts";
+import { NcclGroup } from "../distributed/nccl_group.ts";
 import { type DeviceChoice, type Native, openNative } from "../ffi/native.ts";
 
 export interface TrainingProcess {
