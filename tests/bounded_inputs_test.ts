@@ -215,7 +215,7 @@ Deno.test("a model too large for the machine is refused before allocating, with 
       stderr: "piped",
     }).output();
     const err = new TextDecoder().decode(r.stderr);
-    assert.equal(r.code, 1, err);
+    assert.equal(r.code, 2, err);
     assert.match(
       err,
       /pretraining failed: The run needs at least [\d.]+ GiB \(giant, 10\d\d\.\dM parameters/,

@@ -195,3 +195,18 @@ Deno.test("an interrupted fine-tune resumes to the same weights; validation runs
   assert.equal(a.size, b.size);
   for (const [name, v] of a) assert.deepEqual(b.get(name), v, name);
 });
+
+Deno.test("--finetune into a folder that holds a from-scratch run is refused, naming the key and the ways on", async () => {
+  const out = `${dataDir}/ft-scratch`;
+  const short = ["--train.steps", "2", "--train.validate", "false", "--train.test", "false"];
+  const first = await run(tinyConfig(out, short));
+  assert.equal(first.summary.pretrained, undefined);
+  const ckpt = listCheckpoints(`${out}/checkpoints`).pop()!.path;
+  // The README's two commands in a row: the second must not quietly continue the first.
+  await assert.rejects(
+    run(tinyConfig(out, [...short, "--train.finetune", ckpt, "--train.steps", "4"])),
+    new RegExp(
+      `train.finetune: "" in the checkpoint, "${ckpt}" now[^]*The checkpoint is intact[^]*--output DIR[^]*--no-resume`,
+    ),
+  );
+});

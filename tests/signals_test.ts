@@ -68,15 +68,15 @@ async function actWhen(child: Deno.ChildProcess, pattern: RegExp, act: () => Pro
   return { code: status.code, text, acted };
 }
 
-async function plainRun(output: string): Promise<string> {
+async function plainRun(output: string, extra: string[] = [], code = 0): Promise<string> {
   const o = await new Deno.Command(deno, {
-    args: ["task", "-q", "pretrain", ...args(output)],
+    args: ["task", "-q", "pretrain", ...args(output), ...extra],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
-  assert.equal(o.code, 0, text);
+  assert.equal(o.code, code, text);
   return text;
 }
 
@@ -84,7 +84,9 @@ const whole = `${dir}/whole`;
 let wholeWeights: Map<string, Float32Array> | undefined;
 async function reference(): Promise<Map<string, Float32Array>> {
   if (!wholeWeights) {
-    await plainRun(whole);
+    const text = await plainRun(whole);
+    // The first lines say what the run starts from.
+    assert.match(text.split("\n").slice(0, 4).join("\n"), /starting from a fresh initialisation/);
     wholeWeights = await finalWeights(whole);
   }
   return wholeWeights;
@@ -138,4 +140,22 @@ Deno.test("SIGTERM to the process group: the step finishes, a checkpoint is save
   assert.ok(r.acted, r.text);
   assert.equal(r.code, 0, r.text);
   await resumesToReference(out, r.text);
+});
+
+Deno.test("exit statuses: 3 for a stop on a non-finite step, 2 for a run refused before it starts", async () => {
+  const out = `${dir}/nonfinite`;
+  const wild = [
+    "--optim.lr",
+    "1e8",
+    "--optim.min_lr",
+    "0",
+    "--optim.warmup_steps",
+    "0",
+    "--train.save_every",
+    "1",
+  ];
+  const text = await plainRun(out, wild, 3);
+  assert.match(text, /pretraining failed: (step \d+ has loss|The weights hold non-finite values)/);
+  const refused = await plainRun(out, [...wild, "--model.decoder_depth", "2"], 2);
+  assert.match(refused, /model.decoder_depth: 1 in the checkpoint, 2 now/);
 });

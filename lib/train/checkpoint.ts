@@ -15,7 +15,7 @@ import type { VideoModel } from "../model/base.ts";
 import { loadStateDict, stateDict } from "../model/state.ts";
 import { readFloats, writeTensor } from "../tensor.ts";
 import type { AdamW } from "./adamw.ts";
-import { requireSameRun } from "./resume_check.ts";
+import { formatChanges, requireSameRun } from "./resume_check.ts";
 
 export interface CheckpointState {
   version: 1;
@@ -100,7 +100,7 @@ export async function loadCheckpoint(
   path: string,
   model: VideoModel,
   opt: AdamW,
-  opts: { config?: unknown } = {},
+  opts: { config?: unknown; say?: (m: string) => void } = {},
 ): Promise<CheckpointState> {
   const refuse = (why: string) =>
     new Error(
@@ -117,7 +117,10 @@ export async function loadCheckpoint(
     throw refuse("state.json lacks a version 1 step and optimizer step");
   }
   // A changed configuration, not damage, is the likely reason for tensors that do not fit: say so first.
-  if (opts.config !== undefined) requireSameRun(path, state.config, opts.config);
+  if (opts.config !== undefined) {
+    const recovery = requireSameRun(path, state.config, opts.config);
+    if (recovery.length > 0) opts.say?.(`resuming with ${formatChanges(recovery)}`);
+  }
   let weights, moments;
   try {
     weights = await loadSafetensors(`${path}/model.safetensors`);

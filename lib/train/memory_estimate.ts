@@ -12,6 +12,7 @@ import { geometry, mlpHidden, type ModelConfig } from "../model/config.ts";
 import { keptPerSlice } from "../model/masking.ts";
 import type { VideoMAEPretrain } from "../model/pretrain.ts";
 import type { PretrainConfig } from "./pretrain/config.ts";
+import { RefusedToStart } from "./exit_codes.ts";
 import type { TrainingProcess } from "./process.ts";
 
 /** Transformer blocks that see `tokens` tokens of width `dim` for each clip of the batch. */
@@ -73,7 +74,7 @@ export function requireMemory(
   const total = need.state + need.activations;
   if (total <= available) return;
   const g = (b: number) => `${(b / GIB).toFixed(1)} GiB`;
-  throw new Error(
+  throw new RefusedToStart(
     `The run needs at least ${g(total)} (${opts.what}: weights, gradients and AdamW state ${
       g(need.state)
     }; activations for a batch of ${opts.batch} ${g(need.activations)}) but ${opts.where} has ${

@@ -5,9 +5,6 @@
  * checkpoint; with `optim.skip_nonfinite: N` up to N bad steps in a row are skipped, each reported.
  */
 
-/** Exit status of a task stopped by a non-finite step. */
-export const EXIT_NONFINITE = 3;
-
 /** The run stopped on a non-finite loss or gradient; nothing of that step was applied. */
 export class NonFiniteStepError extends Error {
   constructor(message: string) {
@@ -46,9 +43,7 @@ export class NonFiniteGuard {
       say(`${what}: skipped, the weights are unchanged (${this.inARow} of at most ${this.limit} in a row)`);
       return "skip";
     }
-    const why = this.limit > 0
-      ? ` (the ${this.limit + 1}th in a row; optim.skip_nonfinite is ${this.limit})`
-      : "";
+    const why = this.limit > 0 ? ` (${this.limit + 1} in a row; optim.skip_nonfinite is ${this.limit})` : "";
     throw new NonFiniteStepError(
       `${what}${why}; stopping before the update, so nothing of it was applied. The last good checkpoint is ${
         lastGood ?? "none (none was saved yet)"

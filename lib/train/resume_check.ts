@@ -4,6 +4,7 @@
  * run executes. A change is named key by key with what to do; the checkpoint is never called corrupt
  * for it, and never to be deleted.
  */
+import { RefusedToStart } from "./exit_codes.ts";
 
 /** Keys that may change between the legs of one run. */
 const MAY_CHANGE = new Set([
@@ -24,6 +25,12 @@ const MAY_CHANGE = new Set([
   "eval.every",
 ]);
 
+/**
+ * Keys a run may change to recover (after a stop on a non-finite step, say): allowed, and each change is
+ * said in the log.
+ */
+const RECOVERY = new Set(["optim.lr", "optim.min_lr", "optim.clip_grad", "optim.skip_nonfinite"]);
+
 export interface ConfigChange {
   key: string;
   saved: unknown;
@@ -36,15 +43,18 @@ function flatten(v: unknown, prefix: string, out: Map<string, unknown>): void {
   } else out.set(prefix, v);
 }
 
-/** Keys whose values differ between the checkpoint's config and this run's (allowed changes left out). */
-export function configChanges(saved: unknown, now: unknown): ConfigChange[] {
+/**
+ * Keys whose values differ between the checkpoint's config and this run's (changes that may happen
+ * silently left out; with `recovery` false the recovery keys are left out too).
+ */
+export function configChanges(saved: unknown, now: unknown, recovery = true): ConfigChange[] {
   const a = new Map<string, unknown>();
   const b = new Map<string, unknown>();
   flatten(saved, "", a);
   flatten(now, "", b);
   const out: ConfigChange[] = [];
   for (const key of new Set([...a.keys(), ...b.keys()])) {
-    if (MAY_CHANGE.has(key)) continue;
+    if (MAY_CHANGE.has(key) || (!recovery && RECOVERY.has(key))) continue;
     if (JSON.stringify(a.get(key)) !== JSON.stringify(b.get(key))) {
       out.push({ key, saved: a.get(key), now: b.get(key) });
     }
@@ -53,7 +63,7 @@ export function configChanges(saved: unknown, now: unknown): ConfigChange[] {
 }
 
 /** The configuration differs from the checkpoint's: the message names the keys and the ways on. */
-export class ConfigChangedError extends Error {
+export class ConfigChangedError extends RefusedToStart {
   constructor(readonly checkpoint: string, readonly changes: ConfigChange[]) {
     const show = (v: unknown) => (v === undefined ? "(absent)" : JSON.stringify(v));
     super(
@@ -67,8 +77,17 @@ export class ConfigChangedError extends Error {
   }
 }
 
-/** Throws ConfigChangedError when `now` differs from the checkpoint's `saved` config. */
-export function requireSameRun(checkpoint: string, saved: unknown, now: unknown): void {
-  const changes = configChanges(saved, now);
+/**
+ * Throws ConfigChangedError when `now` differs from the checkpoint's `saved` config; returns the
+ * recovery keys that changed (to be said in the log).
+ */
+export function requireSameRun(checkpoint: string, saved: unknown, now: unknown): ConfigChange[] {
+  const changes = configChanges(saved, now, false);
   if (changes.length > 0) throw new ConfigChangedError(checkpoint, changes);
+  return configChanges(saved, now).filter((c) => RECOVERY.has(c.key));
+}
+
+/** "optim.lr 0.001 -> 0.0001, ..." for the log. */
+export function formatChanges(changes: ConfigChange[]): string {
+  return changes.map((c) => `${c.key} ${JSON.stringify(c.saved)} -> ${JSON.stringify(c.now)}`).join(", ");
 }
