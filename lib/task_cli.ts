@@ -6,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { distEnv } from "./distributed/env.ts";
 import { launchLocal } from "./distributed/launch.ts";
-import { exitStatusOf } from "./train/exit_codes.ts";
+import { exitStatusOf, StoppedBeforeStart } from "./train/exit_codes.ts";
 
 /**
  * The flags of a task that is not a training task (node:util's parseArgs over Deno.args): --help / -h
@@ -205,7 +205,8 @@ export async function runTrainingTask<M, E extends RunEnd>(
     }
   } catch (e) {
     const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
-    console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
+    if (e instanceof StoppedBeforeStart) console.error(`${rank}${what} ${e.message}`);
+    else console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
     Deno.exit(exitStatusOf(e));
   } finally {
     stop.dispose();

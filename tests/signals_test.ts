@@ -159,3 +159,30 @@ Deno.test("exit statuses: 3 for a stop on a non-finite step, 2 for a run refused
   const refused = await plainRun(out, [...wild, "--model.decoder_depth", "2"], 2);
   assert.match(refused, /model.decoder_depth: 1 in the checkpoint, 2 now/);
 });
+
+Deno.test("SIGTERM while the ranks meet ends the rank at once with status 0 (nothing to save)", async () => {
+  // This test plays a rank 0 that accepts and then says nothing, so rank 1 waits in the rendezvous.
+  const master = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const child = new Deno.Command(deno, {
+    args: ["run", "-A", `${ROOT}tasks/pretrain.ts`, ...args(`${dir}/rank1`)],
+    cwd: ROOT,
+    env: {
+      RANK: "1",
+      WORLD_SIZE: "2",
+      MASTER_ADDR: "127.0.0.1",
+      MASTER_PORT: String((master.addr as Deno.NetAddr).port),
+      VSWIFT_DIST_SECRET: "a-secret-for-this-test-only",
+      VSWIFT_DIST_HANDSHAKE_TIMEOUT: "120",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const conn = await master.accept();
+  child.kill("SIGTERM");
+  const o = await child.output();
+  conn.close();
+  master.close();
+  const err = new TextDecoder().decode(o.stderr);
+  assert.equal(o.code, 0, err);
+  assert.match(err, /stopped by a signal during the rendezvous, before the first step: nothing to save/);
+});

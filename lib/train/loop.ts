@@ -23,7 +23,7 @@ import {
 } from "./checkpoint.ts";
 import { type OptimSection, runSchedule } from "./optim_config.ts";
 import { describeProcess, openTrainingProcess, type TrainingProcess } from "./process.ts";
-import { RefusedToStart } from "./exit_codes.ts";
+import { RefusedToStart, unlessStopped } from "./exit_codes.ts";
 import { NonFiniteGuard, NonFiniteStepError } from "./nonfinite.ts";
 import { RunLog, type WindowFigures } from "./run_log.ts";
 import { setAsidePreviousRun, truncateMetrics } from "./run_files.ts";
@@ -135,7 +135,13 @@ export async function* trainLoop<M extends VideoModel, X, S>(
   const ckptDir = `${out}/checkpoints`;
 
   // Device and process group: one process per GPU (or per host-group member); rank 0 writes everything.
-  const proc = await openTrainingProcess(cfg.train.device, cfg.model.dtype);
+  // A signal while the ranks meet (which can wait for a missing rank until its timeout) ends the run
+  // there: nothing is trained yet.
+  const proc = await unlessStopped(
+    openTrainingProcess(cfg.train.device, cfg.model.dtype),
+    opts.signal,
+    "the rendezvous",
+  );
   const { group, lead } = proc;
   const rank = proc.env.rank;
   const say = (m: string) => opts.print && lead && console.log(m);
