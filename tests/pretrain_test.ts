@@ -17,7 +17,7 @@ import { NonFiniteStepError } from "../lib/train/nonfinite.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
 import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
-import "./helpers.ts";
+import { finalWeights } from "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
   const dir = await Deno.makeTempDir();
@@ -164,12 +164,6 @@ async function run(
   return steps;
 }
 
-async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
-  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
-  const file = await loadSafetensors(`${last.path}/model.safetensors`);
-  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
-}
-
 Deno.test("the tiny model pretrains on generated clips: loss falls; logs, TensorBoard and a PNG are written", async () => {
   const out = `${dataDir}/run-a`;
   const steps = await run(tinyConfig(out, ["--train.steps", "24"]));
@@ -243,19 +237,12 @@ Deno.test("a corrupt or partial checkpoint is refused with a clear message", asy
   assert.deepEqual(listCheckpoints(`${out}/checkpoints`), []);
 });
 
+/** The issue's reproduction: lr 1e8 with no warmup overflows within a few steps. */
+const WILD = ["--optim.lr", "1e8", "--optim.min_lr", "0", "--optim.warmup_steps", "0"];
+
 Deno.test("a non-finite step is never applied nor saved: the run stops naming it and a good checkpoint", async () => {
   const out = `${dataDir}/run-nan`;
-  // The issue's reproduction: lr 1e8 with no warmup overflows within a few steps.
-  const wild = [
-    "--optim.lr",
-    "1e8",
-    "--optim.min_lr",
-    "0",
-    "--optim.warmup_steps",
-    "0",
-    "--train.steps",
-    "8",
-  ];
+  const wild = [...WILD, "--train.steps", "8"];
   const saveAll = ["--train.save_every", "1", "--train.log_every", "1", "--train.keep_last", "8"];
   let err: Error | undefined;
   await run(tinyConfig(out, [...wild, ...saveAll])).catch((e) => (err = e));
@@ -290,16 +277,7 @@ Deno.test("a non-finite step is never applied nor saved: the run stops naming it
 
 Deno.test("skip_nonfinite skips bad steps up to its limit in a row, then stops", async () => {
   const out = `${dataDir}/run-skip`;
-  const wild = [
-    "--optim.lr",
-    "1e8",
-    "--optim.min_lr",
-    "0",
-    "--optim.warmup_steps",
-    "0",
-    "--train.steps",
-    "12",
-  ];
+  const wild = [...WILD, "--train.steps", "12"];
   const steps: StepMetrics[] = [];
   const it = pretrain(tinyConfig(out, [...wild, "--optim.skip_nonfinite", "2", "--train.save_every", "0"]));
   await assert.rejects(async () => {

@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
-import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
+import { finalWeights } from "./helpers.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const dir = await Deno.makeTempDir({ prefix: "vswift-signals-" });
@@ -45,12 +45,6 @@ function args(output: string): string[] {
 
 const deno = Deno.execPath();
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-
-async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
-  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
-  const file = await loadSafetensors(`${last.path}/model.safetensors`);
-  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
-}
 
 /** Reads `child`'s stdout until `pattern` shows, calls `act`, then collects the rest. */
 async function actWhen(child: Deno.ChildProcess, pattern: RegExp, act: () => Promise<void> | void) {
