@@ -155,7 +155,7 @@ export async function* trainLoop<M extends VideoModel, X, S>(
   let latest = listCheckpoints(ckptDir).pop();
   if (cfg.train.resume === "never") {
     // Start afresh as asked, with the previous run's files kept aside rather than mixed in or deleted.
-    const aside = lead && latest ? await setAsidePreviousRun(out) : undefined;
+    const aside = lead ? await setAsidePreviousRun(out) : undefined;
     if (aside) say(`--no-resume: the previous run's checkpoints and logs are now in ${aside}`);
     latest = undefined;
   } else if (cfg.train.resume === "always" && !latest) {

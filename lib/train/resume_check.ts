@@ -62,10 +62,11 @@ export function configChanges(saved: unknown, now: unknown, recovery = true): Co
   return out.sort((x, y) => x.key.localeCompare(y.key));
 }
 
+const show = (v: unknown) => (v === undefined ? "(absent)" : JSON.stringify(v));
+
 /** The configuration differs from the checkpoint's: the message names the keys and the ways on. */
 export class ConfigChangedError extends RefusedToStart {
   constructor(readonly checkpoint: string, readonly changes: ConfigChange[]) {
-    const show = (v: unknown) => (v === undefined ? "(absent)" : JSON.stringify(v));
     super(
       `This run's configuration differs from the one checkpoint ${checkpoint} was written with:\n` +
         changes.map((c) => `  ${c.key}: ${show(c.saved)} in the checkpoint, ${show(c.now)} now`).join("\n") +
@@ -89,5 +90,5 @@ export function requireSameRun(checkpoint: string, saved: unknown, now: unknown)
 
 /** "optim.lr 0.001 -> 0.0001, ..." for the log. */
 export function formatChanges(changes: ConfigChange[]): string {
-  return changes.map((c) => `${c.key} ${JSON.stringify(c.saved)} -> ${JSON.stringify(c.now)}`).join(", ");
+  return changes.map((c) => `${c.key} ${show(c.saved)} -> ${show(c.now)}`).join(", ");
 }
