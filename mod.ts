@@ -56,6 +56,9 @@ export {
   toFloats,
 } from "./lib/io/safetensors.ts";
 export { AdamW, type AdamWOptions, vswiftDecays } from "./lib/train/adamw.ts";
+export { exitStatusOf, RefusedToStart, StoppedBeforeStart } from "./lib/train/exit_codes.ts";
+export { NonFiniteStepError } from "./lib/train/nonfinite.ts";
+export { ConfigChangedError } from "./lib/train/resume_check.ts";
 export { countFlops, flopsTable, fvcoreFormat } from "./lib/model/flops.ts";
 export {
   applyOverrides,

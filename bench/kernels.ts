@@ -7,15 +7,15 @@
  * GB/s against a device-to-device copy. `--record` writes the table to bench/results/.
  * On the host build the shapes shrink (`--batch`) so that it finishes in reasonable time.
  */
-import { parseArgs } from "node:util";
 import { native, openNative } from "../lib/ffi/native.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
 import { memset } from "../lib/ffi/pointers.ts";
 import type { Tensor } from "../lib/tensor.ts";
 import { recordResult, timeMs } from "./timing.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE = "usage: deno task bench:kernels [--device auto|host|cuda] [--batch N] [--iters 10] [--record]";
+const { values } = parseFlags("deno task bench:kernels", USAGE, {
   options: {
     device: { type: "string", default: "auto" },
     batch: { type: "string" },

@@ -7,7 +7,6 @@
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
  * Probing is cached (a warm-up pass probes every file), as in training after the first epoch.
  */
-import { parseArgs } from "node:util";
 import { openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
 import { ffmpegPath, runTool } from "../lib/data/ffmpeg.ts";
@@ -15,9 +14,13 @@ import { readList } from "../lib/data/list_file.ts";
 import { VideoLoader } from "../lib/data/loader.ts";
 import { prepareDataset } from "../lib/data/prepare.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values: a } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  "usage: deno task bench:loader [--list LIST] [--data-root DIR] [--workers N] [--batch 8] [--frames 16] [--sampling-rate 4]\n" +
+  "  [--input-size 224] [--short-side 256] [--videos 96] [--repeats 1,4] [--dtype f32] [--device host] [--trials 3]\n" +
+  "  [--pixel-format yuv420p]";
+const { values: a } = parseFlags("deno task bench:loader", USAGE, {
   options: {
     list: { type: "string" },
     "data-root": { type: "string" },

@@ -5,7 +5,6 @@
  * GFLOP per ViT-B video), V-SWIFT-convention MFU (3 x 2 x 53.433 GMAC) and peak memory. Defaults: ViT-B,
  * bf16, 16 x 224 x 224, mask 0.9, batches 64, 128, 256 on a GPU; the mini model, batch 2, on the host.
  */
-import { parseArgs } from "node:util";
 import { Graph } from "../lib/autograd.ts";
 import { openNative } from "../lib/ffi/native.ts";
 import { Arena, persistentMemory } from "../lib/memory.ts";
@@ -17,9 +16,11 @@ import { AdamW } from "../lib/train/adamw.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "../lib/train/pretrain/mfu.ts";
 import { pretrainStep } from "../lib/train/pretrain/step.ts";
 import { recordResult, timeMs } from "./timing.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  "usage: deno task bench:step [--device auto|host|cuda] [--model SIZE] [--batches 64,128] [--steps 10] [--peak-tflops T] [--record]";
+const { values } = parseFlags("deno task bench:step", USAGE, {
   options: {
     device: { type: "string", default: "auto" },
     model: { type: "string" },

@@ -7,16 +7,17 @@
  * multi-view test accuracy for both. Everything lands under the output folder (runs/bench_synthetic); a
  * finished stage is not run again, so an interrupted benchmark resumes where it stopped.
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../lib/train/pretrain/config.ts";
 import { loadFinetuneConfig } from "../lib/train/finetune/config.ts";
 import { resolveData } from "../lib/train/finetune/data.ts";
 import { finetune, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
 import { pretrain } from "../lib/train/pretrain/loop.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  "usage: deno task bench:synthetic [--output DIR] [--epochs N] [--pretrain-epochs N] [--device D]";
+const { values } = parseFlags("deno task bench:synthetic", USAGE, {
   options: {
     output: { type: "string", default: "runs/bench_synthetic" },
     epochs: { type: "string" },
@@ -25,12 +26,6 @@ const { values } = parseArgs({
     help: { type: "boolean", short: "h", default: false },
   },
 });
-if (values.help) {
-  console.log(
-    "usage: deno task bench:synthetic [--output DIR] [--epochs N] [--pretrain-epochs N] [--device D]",
-  );
-  Deno.exit(0);
-}
 const out = values.output.replace(/\/+$/, "");
 const started = performance.now();
 const minutes = (t0: number) => ((performance.now() - t0) / 60000).toFixed(1);

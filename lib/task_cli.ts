@@ -3,8 +3,35 @@
  * flags that stand for config keys, `--gpus N` (one process per local GPU), `--section.key value`
  * overrides passed through, and Ctrl-C / SIGTERM turned into an abort signal so the loop can save first.
  */
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { distEnv } from "./distributed/env.ts";
 import { launchLocal } from "./distributed/launch.ts";
+import { exitStatusOf, StoppedBeforeStart } from "./train/exit_codes.ts";
+
+/**
+ * The flags of a task that is not a training task (node:util's parseArgs over Deno.args): --help / -h
+ * prints `usage` and exits 0; an unknown flag, a missing value or a stray argument is one line on stderr
+ * and exit status 2, never a stack trace.
+ */
+export function parseFlags<T extends Omit<ParseArgsConfig, "args">>(
+  task: string,
+  usage: string,
+  config: T,
+  args: string[] = Deno.args,
+): ReturnType<typeof parseArgs<T>> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  try {
+    return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>;
+  } catch (e) {
+    console.error(
+      `${task}: ${(e as Error).message.replace(/\. To specify a positional.*$/, "")} (see --help)`,
+    );
+    Deno.exit(2);
+  }
+}
 
 export interface TaskArgSpec {
   /** The config file used without --config. */
@@ -52,7 +79,17 @@ export function parseTaskArgs(args: string[], spec: TaskArgSpec): TaskArgs {
     else if (spec.keys?.[flag]) out.overrides.push(spec.keys[flag], value());
     else if (spec.switches?.[flag]) out.overrides.push(...spec.switches[flag]);
     else if (spec.own?.includes(flag)) out.values[flag.slice(2)] = value();
-    else out.overrides.push(a);
+    else if (flag.startsWith("--") && flag.includes(".")) {
+      // The value goes along (a bare --section.flag means true, as the config loader reads it).
+      out.overrides.push(a);
+      if (inline === undefined && i + 1 < args.length && !args[i + 1].startsWith("--")) {
+        out.overrides.push(args[++i]);
+      }
+    } else {
+      // Config keys are --section.key; anything else is a typo, not something to pass on.
+      console.error(`Unknown flag ${flag}; flags are those of --help and --section.key config overrides`);
+      Deno.exit(2);
+    }
   }
   if (!(Number.isInteger(out.gpus) && out.gpus >= 0)) {
     console.error(`--gpus must be a non-negative integer, got ${out.gpus}`);
@@ -85,27 +122,46 @@ export async function launchOnGpus(gpus: number, script: string, args: string[])
 }
 
 /**
- * An abort signal raised by the first Ctrl-C or SIGTERM (batch schedulers stop jobs with it), so the
- * loop finishes its step and saves; a second one exits at once. `dispose` removes the listeners.
+ * Signals that arrive within this many milliseconds of the first are the same request: a Ctrl-C in a
+ * terminal reaches both `deno task` and the trainer, and `deno task` (or the --gpus launcher) forwards
+ * its copy, so one keypress or one `kill` of the process group arrives two or three times.
+ */
+export const SIGNAL_ECHO_MS = 2000;
+
+/**
+ * An abort signal raised by the first SIGINT or SIGTERM (batch schedulers stop jobs with SIGTERM), so
+ * the loop finishes its step, saves and exits 0. Copies of that signal within SIGNAL_ECHO_MS are the
+ * same request; a later Ctrl-C (SIGINT) quits at once with status 130, without saving. `dispose`
+ * removes the listeners.
  */
 export function interruptSignal(announce: boolean): { signal: AbortSignal; dispose: () => void } {
   const stop = new AbortController();
-  const onInterrupt = () => {
-    if (stop.signal.aborted) Deno.exit(130);
+  let first = 0;
+  const on = (sig: "SIGINT" | "SIGTERM") => () => {
+    const now = performance.now();
+    if (stop.signal.aborted) {
+      if (sig === "SIGINT" && now - first > SIGNAL_ECHO_MS) Deno.exit(130);
+      return;
+    }
+    first = now;
     if (announce) {
       console.error(
-        "\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)",
+        `\n${sig}: finishing this step and saving a checkpoint (Ctrl-C again after ${
+          SIGNAL_ECHO_MS / 1000
+        } s to quit at once without saving)`,
       );
     }
     stop.abort();
   };
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  Deno.addSignalListener("SIGTERM", onInterrupt);
+  const onInt = on("SIGINT");
+  const onTerm = on("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   return {
     signal: stop.signal,
     dispose: () => {
-      Deno.removeSignalListener("SIGINT", onInterrupt);
-      Deno.removeSignalListener("SIGTERM", onInterrupt);
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
     },
   };
 }
@@ -149,8 +205,9 @@ export async function runTrainingTask<M, E extends RunEnd>(
     }
   } catch (e) {
     const rank = dist.worldSize > 1 ? `rank ${dist.rank}: ` : "";
-    console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
-    Deno.exit(1);
+    if (e instanceof StoppedBeforeStart) console.error(`${rank}${what} ${e.message}`);
+    else console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
+    Deno.exit(exitStatusOf(e));
   } finally {
     stop.dispose();
   }

@@ -5,15 +5,14 @@
  * names and dtypes as they are; --strip-prefixes applies V-SWIFT's fine-tuning renames (`_orig_mod.`,
  * `backbone.`, `encoder.`); --all writes every tensor at the top level of the file instead.
  */
-import { parseArgs } from "node:util";
 import { saveSafetensors } from "../lib/io/safetensors.ts";
 import { openPth, stateDictOf, tensorsOf, toSafeTensors } from "../lib/io/pth.ts";
 import { vswiftRename } from "../lib/model/pretrained.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
 const usage =
   "usage: deno task convert IN.pth OUT.safetensors [--key model,module] [--strip-prefixes] [--all]";
-const { values, positionals } = parseArgs({
-  args: Deno.args,
+const { values, positionals } = parseFlags("deno task convert", usage, {
   allowPositionals: true,
   options: {
     key: { type: "string", default: "model,module" },

@@ -10,16 +10,16 @@
  *    NCCL allows it.
  * Without a GPU it says so and exits 0 after checking the host build alone.
  */
-import { parseArgs } from "node:util";
 import { loadLibrary } from "../lib/ffi/native.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import { checkHeaders } from "../lib/selftest/headers.ts";
 import { checkNccl, ncclRank } from "../lib/selftest/nccl_check.ts";
 import { compareSteps, runStep, type StepReport } from "../lib/selftest/step.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE = "usage: deno task doctor [--filter NAME] [--skip-step] [--model base] [--batch 2]";
+const { values } = parseFlags("deno task doctor", USAGE, {
   options: {
     filter: { type: "string" },
     "skip-step": { type: "boolean", default: false },

@@ -22,9 +22,10 @@ const opts = parseTaskArgs(Deno.args, {
     "--device": "--train.device",
     "--output": "--train.output",
   },
+  switches: { "--resume": ["--train.resume", "always"], "--no-resume": ["--train.resume", "never"] },
   usage: [
     "usage: deno task finetune [--config FILE] [--finetune CKPT] [--steps N] [--epochs N] [--gpus N]",
-    "                          [--device auto|host|cuda] [--output DIR] [--section.key value ...]",
+    "                          [--device auto|host|cuda] [--output DIR] [--resume | --no-resume] [--section.key value ...]",
     "       e.g. --optim.lr 5e-4 --train.batch_size 32 --data.rand_augment '' --mixup.mixup 0",
   ].join("\n"),
 });

@@ -3,11 +3,11 @@
  * depth 8, the class default its tool used) beside what training runs (decoder depth 4), and the
  * training FLOPs per video that MFU figures divide by.
  */
-import { parseArgs } from "node:util";
 import { flopsTable, fvcoreFormat } from "../lib/model/flops.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE = "usage: deno task flops [--json] [--depths 4,8]";
+const { values } = parseFlags("deno task flops", USAGE, {
   options: { json: { type: "boolean", default: false }, depths: { type: "string", default: "4,8" } },
 });
 const depths = values.depths.split(",").map((d) => {

@@ -4,12 +4,14 @@
  * prepared/list.txt (`source chunk label start end frames`). Parallel, resumable (rerun the same command),
  * with progress on stderr.
  */
-import { parseArgs } from "node:util";
 import { readList } from "../lib/data/list_file.ts";
 import { prepareDataset } from "../lib/data/prepare.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values: a } = parseArgs({
-  args: Deno.args,
+const usage =
+  "usage: deno task prepare --list LIST --out DIR [--data-root DIR] [--chunk 3] [--short-side 256] " +
+  "[--codec libx264] [--format mp4] [--crf 23] [--preset veryfast] [--keyint SECONDS] [--min-seconds S] [--workers N]";
+const { values: a } = parseFlags("deno task prepare", usage, {
   options: {
     list: { type: "string" },
     "data-root": { type: "string" },
@@ -26,9 +28,6 @@ const { values: a } = parseArgs({
     help: { type: "boolean", default: false },
   },
 });
-const usage =
-  "usage: deno task prepare --list LIST --out DIR [--data-root DIR] [--chunk 3] [--short-side 256] " +
-  "[--codec libx264] [--format mp4] [--crf 23] [--preset veryfast] [--keyint SECONDS] [--min-seconds S] [--workers N]";
 if (a.help || !a.list || !a.out) {
   console.error(usage);
   Deno.exit(a.help ? 0 : 2);

@@ -14,9 +14,14 @@ const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const opts = parseTaskArgs(Deno.args, {
   config: `${ROOT}configs/default.yaml`,
   keys: { "--steps": "--train.steps", "--device": "--train.device", "--output": "--train.output" },
-  switches: { "--synthetic": ["--data.source", "memory"] },
+  switches: {
+    "--synthetic": ["--data.source", "memory"],
+    "--resume": ["--train.resume", "always"],
+    "--no-resume": ["--train.resume", "never"],
+  },
   usage: [
     "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda] [--output DIR] [--synthetic]",
+    "                          [--resume | --no-resume]",
     "                          [--gpus N] [--section.key value ...]   e.g. --optim.lr 1e-4 --train.batch_size 64",
   ].join("\n"),
 });

@@ -3,11 +3,12 @@
  * label, mp4) and its list file `path label`. The same options make the same videos; a folder already made
  * with them is left as it is.
  */
-import { parseArgs } from "node:util";
 import { ensureSyntheticDataset, MOTION_CLASSES } from "../lib/data/synthetic.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values: a } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  "usage: deno task synth [--out runs/synthetic] [--videos 64] [--classes 4] [--size 96] [--frames 48] [--fps 16] [--seed 0]";
+const { values: a } = parseFlags("deno task synth", USAGE, {
   options: {
     out: { type: "string", default: "runs/synthetic" },
     videos: { type: "string", default: "64" },

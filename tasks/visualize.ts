@@ -5,7 +5,6 @@
  * `--ckpt RUN_OR_CHECKPOINT` instead draws reconstructions of a pretraining checkpoint (original,
  * masked and reconstructed frames of each clip).
  */
-import { parseArgs } from "node:util";
 import { openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
 import { IMAGENET_MEAN, IMAGENET_STD, type LoaderMode, VideoLoader } from "../lib/data/loader.ts";
@@ -14,9 +13,15 @@ import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { maskToBoolean } from "../lib/model/masking.ts";
 import { readFloats } from "../lib/tensor.ts";
 import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 
-const { values: a } = parseArgs({
-  args: Deno.args,
+const USAGE =
+  "usage: deno task visualize [--data LIST] [--data-root DIR] [--out runs/visualize] [--mode pretrain|train|val|test]\n" +
+  "  [--clips 4] [--batches 1] [--frames 16] [--sampling-rate 4] [--input-size 224] [--short-side N]\n" +
+  "  [--repeats 1] [--mask-ratio 0.9] [--tubelet 2] [--patch 16] [--flip] [--seed 0]\n" +
+  "or: deno task visualize --ckpt RUN_OR_CHECKPOINT [--data LIST] [--out DIR] [--clips 4] [--batches 1] [--device auto]\n" +
+  "  reconstructions of a pretraining checkpoint: original, masked and reconstructed frames per clip";
+const { values: a } = parseFlags("deno task visualize", USAGE, {
   options: {
     data: { type: "string" },
     ckpt: { type: "string" },
@@ -39,16 +44,6 @@ const { values: a } = parseArgs({
     help: { type: "boolean", default: false },
   },
 });
-if (a.help) {
-  console.log(
-    "usage: deno task visualize [--data LIST] [--data-root DIR] [--out runs/visualize] [--mode pretrain|train|val|test]\n" +
-      "  [--clips 4] [--batches 1] [--frames 16] [--sampling-rate 4] [--input-size 224] [--short-side N]\n" +
-      "  [--repeats 1] [--mask-ratio 0.9] [--tubelet 2] [--patch 16] [--flip] [--seed 0]\n" +
-      "or: deno task visualize --ckpt RUN_OR_CHECKPOINT [--data LIST] [--out DIR] [--clips 4] [--batches 1] [--device auto]\n" +
-      "  reconstructions of a pretraining checkpoint: original, masked and reconstructed frames per clip",
-  );
-  Deno.exit(0);
-}
 const int = (k: keyof typeof a) => {
   const v = Number(a[k]);
   if (!Number.isInteger(v) || v < 0) {

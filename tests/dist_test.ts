@@ -8,6 +8,7 @@ import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { distEnv, firstSlurmHost } from "../lib/distributed/env.ts";
 import { GradSync } from "../lib/distributed/grad_sync.ts";
 import { freePort } from "../lib/distributed/launch.ts";
+import { newSecret } from "../lib/distributed/secret.ts";
 import { ptrAddress } from "../lib/ffi/pointers.ts";
 import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
 import { modelConfig } from "../lib/model/config.ts";
@@ -30,6 +31,7 @@ const PERMS = [
 
 async function ranks(n: number, args: string[], extraEnv: Record<string, string> = {}) {
   const port = String(freePort());
+  const secret = newSecret();
   const procs = Array.from({ length: n }, (_, rank) =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", ...PERMS, WORKER, ...args],
@@ -38,6 +40,7 @@ async function ranks(n: number, args: string[], extraEnv: Record<string, string>
         WORLD_SIZE: String(n),
         MASTER_ADDR: "127.0.0.1",
         MASTER_PORT: port,
+        VSWIFT_DIST_SECRET: secret,
         NO_COLOR: "1",
         ...extraEnv,
       },

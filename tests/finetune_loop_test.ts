@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
-import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
 import {
   applyFinetuneOverrides,
@@ -16,7 +15,7 @@ import {
 } from "../lib/train/finetune/config.ts";
 import { evaluateCheckpoint } from "../lib/train/finetune/eval.ts";
 import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
-import "./helpers.ts";
+import { finalWeights } from "./helpers.ts";
 
 Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that name the key", async () => {
   const d = defaultFinetuneConfig();
@@ -166,12 +165,6 @@ Deno.test("a tiny fine-tune learns the motion classes of its clips well above ch
   assert.equal(again.summary.top5, test.top5);
 });
 
-async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
-  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
-  const file = await loadSafetensors(`${last.path}/model.safetensors`);
-  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
-}
-
 Deno.test("an interrupted fine-tune resumes to the same weights; validation runs at each epoch end", async () => {
   // With mixing, augmentation and stochastic depth on: their draws are keyed by step, so resuming
   // repeats them exactly.
@@ -194,4 +187,19 @@ Deno.test("an interrupted fine-tune resumes to the same weights; validation runs
   const b = await finalWeights(parts);
   assert.equal(a.size, b.size);
   for (const [name, v] of a) assert.deepEqual(b.get(name), v, name);
+});
+
+Deno.test("--finetune into a folder that holds a from-scratch run is refused, naming the key and the ways on", async () => {
+  const out = `${dataDir}/ft-scratch`;
+  const short = ["--train.steps", "2", "--train.validate", "false", "--train.test", "false"];
+  const first = await run(tinyConfig(out, short));
+  assert.equal(first.summary.pretrained, undefined);
+  const ckpt = listCheckpoints(`${out}/checkpoints`).pop()!.path;
+  // The README's two commands in a row: the second must not quietly continue the first.
+  await assert.rejects(
+    run(tinyConfig(out, [...short, "--train.finetune", ckpt, "--train.steps", "4"])),
+    new RegExp(
+      `train.finetune: "" in the checkpoint, "${ckpt}" now[^]*The checkpoint is intact[^]*--output DIR[^]*--no-resume`,
+    ),
+  );
 });

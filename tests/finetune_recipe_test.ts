@@ -28,6 +28,7 @@ import {
   type ViewOutput,
   writeTestResults,
 } from "../lib/train/finetune/tta.ts";
+import { formatFinetuneLine } from "../lib/train/finetune/metrics.ts";
 import "./helpers.ts";
 
 Deno.test("layer decay: V-SWIFT's table for B/16 at 0.75, with its parameter groups", () => {
@@ -248,4 +249,27 @@ Deno.test("view merging: softmax per view, averaged per video; pad and repeated 
   assert.match(csv[3], /^2,v2.mp4,"two, with a comma",/);
   assert.equal(JSON.parse(await Deno.readTextFile(out.summary)).videos, 7);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("every field of the fine-tuning log line is labelled, the mixing too", () => {
+  const m = {
+    step: 3,
+    totalSteps: 9,
+    epoch: 0,
+    loss: 1.5,
+    lr: 1e-4,
+    gradNorm: Number.NaN,
+    mix: "none" as const,
+    lam: 1,
+    videosPerSecond: 10,
+    stepMs: 100,
+    dataWaitPercent: 5,
+    memoryGiB: 0.5,
+  };
+  const fields = (line: string) => line.split(/ {2,}/);
+  const plain = fields(formatFinetuneLine(m));
+  assert.ok(plain.includes("mix none"), plain.join(" | "));
+  // A field is a label and its value: none of them is a bare word.
+  for (const f of plain) assert.match(f, /^\S.* \S+$|^[\d.]+ \S+/, `unlabelled field "${f}"`);
+  assert.ok(fields(formatFinetuneLine({ ...m, mix: "cutmix", lam: 0.7 })).includes("mix cutmix lam 0.70"));
 });

@@ -1,10 +1,12 @@
 /** Shared test helpers: the host kernels, random tensors and a central finite-difference checker. */
 import { Graph } from "../lib/autograd.ts";
 import { openNative } from "../lib/ffi/native.ts";
+import { loadSafetensors, toFloats } from "../lib/io/safetensors.ts";
 import { memset } from "../lib/ffi/pointers.ts";
 import { allocPersistent, Arena } from "../lib/memory.ts";
 import { Rng } from "../lib/rng.ts";
 import { type DType, readFloats, type Tensor, writeTensor } from "../lib/tensor.ts";
+import { listCheckpoints } from "../lib/train/checkpoint.ts";
 
 await openNative({ device: "host", quiet: true });
 
@@ -148,3 +150,10 @@ export const SHARED_DATA: string | undefined = await (async () => {
   const dir = new URL("../../shared/data", import.meta.url).pathname;
   return await Deno.stat(`${dir}/k400_sample.csv`).then(() => dir, () => undefined);
 })();
+
+/** The weights of the newest checkpoint of a run folder, by tensor name. */
+export async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
+  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
+  const file = await loadSafetensors(`${last.path}/model.safetensors`);
+  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
+}

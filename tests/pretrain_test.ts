@@ -13,10 +13,11 @@ import {
   type PretrainConfig,
 } from "../lib/train/pretrain/config.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
+import { NonFiniteStepError } from "../lib/train/nonfinite.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
 import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
-import "./helpers.ts";
+import { finalWeights } from "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
   const dir = await Deno.makeTempDir();
@@ -163,12 +164,6 @@ async function run(
   return steps;
 }
 
-async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
-  const last = listCheckpoints(`${output}/checkpoints`).pop()!;
-  const file = await loadSafetensors(`${last.path}/model.safetensors`);
-  return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
-}
-
 Deno.test("the tiny model pretrains on generated clips: loss falls; logs, TensorBoard and a PNG are written", async () => {
   const out = `${dataDir}/run-a`;
   const steps = await run(tinyConfig(out, ["--train.steps", "24"]));
@@ -240,4 +235,89 @@ Deno.test("a corrupt or partial checkpoint is refused with a clear message", asy
   await Deno.writeTextFile(`${last.path}/state.json`, "{}");
   await Deno.rename(last.path, `${last.path}.tmp-99999`);
   assert.deepEqual(listCheckpoints(`${out}/checkpoints`), []);
+});
+
+/** The issue's reproduction: lr 1e8 with no warmup overflows within a few steps. */
+const WILD = ["--optim.lr", "1e8", "--optim.min_lr", "0", "--optim.warmup_steps", "0"];
+
+Deno.test("a non-finite step is never applied nor saved: the run stops naming it and a good checkpoint", async () => {
+  const out = `${dataDir}/run-nan`;
+  const wild = [...WILD, "--train.steps", "8"];
+  const saveAll = ["--train.save_every", "1", "--train.log_every", "1", "--train.keep_last", "8"];
+  let err: Error | undefined;
+  await run(tinyConfig(out, [...wild, ...saveAll])).catch((e) => (err = e));
+  assert.ok(err instanceof NonFiniteStepError, String(err));
+  const named = err.message.match(/The last good checkpoint is (\S+?)\./)?.[1];
+  assert.match(
+    err.message,
+    /(step \d+ has loss \S+ and gradient norm \S+|weights hold non-finite values after step \d+)/,
+  );
+  // Every checkpoint written holds finite weights and moments, and the named one is the newest.
+  const saved = listCheckpoints(`${out}/checkpoints`);
+  assert.ok(saved.length >= 1 && saved.length < 8, `saved ${saved.map((c) => c.step)}`);
+  assert.equal(named, saved[saved.length - 1].path);
+  for (const c of saved) {
+    for (const f of ["model", "optimizer"]) {
+      const file = await loadSafetensors(`${c.path}/${f}.safetensors`);
+      for (const [name, t] of file.tensors) {
+        assert.ok(toFloats(t).every(Number.isFinite), `${c.path} ${name}`);
+      }
+    }
+  }
+  // It loads: the same command resumes from it, and the guard stops at the same place again rather than
+  // save anything past it (these weights were wrecked by finite but absurd updates before the first
+  // non-finite step; the run says so instead of writing NaNs).
+  const last = saved[saved.length - 1];
+  await assert.rejects(
+    run(tinyConfig(out, [...wild, ...saveAll])),
+    new RegExp(`step ${last.step + 1} has loss .* The last good checkpoint is ${last.path}\\.`),
+  );
+  assert.deepEqual(listCheckpoints(`${out}/checkpoints`).map((c) => c.step), saved.map((c) => c.step));
+});
+
+Deno.test("skip_nonfinite skips bad steps up to its limit in a row, then stops", async () => {
+  const out = `${dataDir}/run-skip`;
+  const wild = [...WILD, "--train.steps", "12"];
+  const steps: StepMetrics[] = [];
+  const it = pretrain(tinyConfig(out, [...wild, "--optim.skip_nonfinite", "2", "--train.save_every", "0"]));
+  await assert.rejects(async () => {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) break;
+      steps.push(r.value);
+    }
+  }, /\(3 in a row; optim.skip_nonfinite is 2\); stopping before the update/);
+  // The two skipped steps were reported as steps (their loss or gradient not finite).
+  const bad = steps.filter((m) => !(Number.isFinite(m.loss) && Number.isFinite(m.gradNorm)));
+  assert.equal(bad.length, 2);
+});
+
+Deno.test("resume rules: --resume needs a checkpoint, --no-resume sets the old run aside, metrics.jsonl is cut back", async () => {
+  const out = `${dataDir}/run-rules`;
+  await assert.rejects(
+    run(tinyConfig(out, ["--train.resume", "always"])),
+    /--resume: .* holds no checkpoint/,
+  );
+  // 6 steps, logged each, a checkpoint at 4 and 6; then as if killed after logging 5 and 6 but before
+  // saving 6 (the final checkpoint set aside), resume: steps 5 and 6 are logged once, not twice.
+  const six = ["--train.steps", "6", "--train.save_every", "4", "--train.log_every", "1"];
+  await run(tinyConfig(out, six));
+  await Deno.rename(`${out}/checkpoints/step-00000006`, `${dataDir}/step-6-aside`);
+  const again = await run(tinyConfig(out, six));
+  assert.deepEqual(again.map((m) => m.step), [5, 6]);
+  const logged = (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l).step
+  );
+  assert.deepEqual(logged, [1, 2, 3, 4, 5, 6]);
+  // A different model on the same folder is refused with the key named, and nothing is touched.
+  await assert.rejects(
+    run(tinyConfig(out, [...six, "--model.decoder_depth", "2"])),
+    /model.decoder_depth: 1 in the checkpoint, 2 now[^]*The checkpoint is intact/,
+  );
+  // --no-resume starts afresh; the previous run is kept aside.
+  const fresh = await run(tinyConfig(out, [...six, "--train.resume", "never", "--model.decoder_depth", "2"]));
+  assert.equal(fresh[0].step, 1);
+  const aside = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.startsWith("previous-"));
+  assert.equal(aside.length, 1);
+  assert.ok(listCheckpoints(`${out}/${aside[0]}/checkpoints`).length > 0);
 });

@@ -3,6 +3,7 @@
  * on a machine with a GPU every kernel of the CUDA build must match the host build.
  */
 import assert from "node:assert/strict";
+import { driverDevices } from "../lib/ffi/driver.ts";
 import { loadLibrary, type Native } from "../lib/ffi/native.ts";
 import { EXERCISED_ELSEWHERE, kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase, runCase } from "../lib/selftest/compare.ts";
@@ -69,5 +70,21 @@ Deno.test({
     cuda.native!.call("vs_init", 0);
     const failed = kernelCases().map((c) => compareCase(cuda.native!, host, c)).filter((r) => !r.ok);
     assert.deepEqual(failed.map((r) => `${r.name}: ${r.error} > ${r.tol} (${r.detail})`), []);
+  },
+});
+
+Deno.test({
+  name: "doctor without a GPU says so at once, without building the CUDA library",
+  ignore: driverDevices().count > 0,
+  async fn() {
+    const o = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../tasks/doctor.ts", import.meta.url).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr);
+    assert.equal(o.code, 0, text);
+    assert.match(text, /doctor: no GPU test possible: no NVIDIA driver on this machine/);
+    assert.doesNotMatch(text, /building cuda kernels|nvcc/);
   },
 });

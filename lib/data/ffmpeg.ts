@@ -35,37 +35,122 @@ export class DecodeError extends Error {
 
 const decoder = new TextDecoder();
 
+/** Tool processes started, killed for running too long, and paths refused unopened (for tests). */
+export const decodeCounters = { started: 0, timedOut: 0, refused: 0 };
+
+/** How long one probe or decode may take: VSWIFT_DECODE_TIMEOUT seconds (default 120). */
+export function decodeTimeoutMs(): number {
+  const v = Deno.env.get("VSWIFT_DECODE_TIMEOUT");
+  const s = v === undefined || v === "" ? 120 : Number(v);
+  if (!(s > 0)) throw new RangeError(`VSWIFT_DECODE_TIMEOUT must be a positive number of seconds, got ${v}`);
+  return s * 1000;
+}
+
+/**
+ * Throws DecodeError unless `path` is a regular file: a FIFO, device or directory named in a data list
+ * would block ffmpeg forever or read without end.
+ */
+export function requireRegularFile(path: string, what = "decode"): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch (e) {
+    throw new DecodeError(path, (e as Error).message, what);
+  }
+  if (!st.isFile) {
+    decodeCounters.refused++;
+    const kind = st.isDirectory ? "a directory" : st.isFifo ? "a FIFO" : "not a regular file";
+    throw new DecodeError(path, `it is ${kind}; data lists may name only regular files`, what);
+  }
+}
+
+function timeoutDetail(cmd: string, ms: number): string {
+  return `${cmd} ran longer than ${ms / 1000} s and was stopped (VSWIFT_DECODE_TIMEOUT)`;
+}
+
 /** The last lines of a tool's stderr, for error messages. */
 function tail(text: string, lines = 6): string {
   const all = text.trim().split("\n").filter((l) => l.trim() !== "");
   return all.slice(-lines).join(" | ") || "no message";
 }
 
-/** Runs a tool to completion; throws when it cannot be started (naming the env var to fix it). */
-export async function runTool(
-  cmd: string,
-  args: string[],
-  opts: { stdin?: Uint8Array; signal?: AbortSignal } = {},
-): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
-  let child: Deno.ChildProcess;
+/**
+ * Starts ffmpeg or ffprobe in a session of its own, so that a Ctrl-C in the terminal reaches only the
+ * trainer (which stops its decoders itself after the step) and never kills a decode half-way.
+ */
+function spawnTool(cmd: string, args: string[], stdin: boolean, signal?: AbortSignal): Deno.ChildProcess {
   try {
-    child = new Deno.Command(cmd, {
+    const child = new Deno.Command(cmd, {
       args,
-      stdin: opts.stdin ? "piped" : "null",
+      stdin: stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
-      signal: opts.signal,
+      signal,
+      detached: true,
     }).spawn();
+    decodeCounters.started++;
+    return child;
   } catch (e) {
     throw new Error(`Cannot run ${cmd} (${(e as Error).message}); ${toolHint(cmd)}`);
   }
-  if (opts.stdin) {
-    const w = child.stdin.getWriter();
-    await w.write(opts.stdin).catch(() => {});
-    await w.close().catch(() => {});
+}
+
+/** Kills `child` after `ms`; `fired()` tells whether it did. */
+function killAfter(child: Deno.ChildProcess, ms: number): { fired: () => boolean; clear: () => void } {
+  let fired = false;
+  const timer = setTimeout(() => {
+    fired = true;
+    decodeCounters.timedOut++;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, ms);
+  return { fired: () => fired, clear: () => clearTimeout(timer) };
+}
+
+/**
+ * Runs a tool to completion, killing it after `timeoutMs` (then `timedOut` is true); throws when it
+ * cannot be started (naming the env var to fix it).
+ */
+export async function runTool(
+  cmd: string,
+  args: string[],
+  opts: { stdin?: Uint8Array; signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: Uint8Array; stderr: string; timedOut: boolean }> {
+  const child = spawnTool(cmd, args, !!opts.stdin, opts.signal);
+  const limit = opts.timeoutMs === undefined ? undefined : killAfter(child, opts.timeoutMs);
+  try {
+    if (opts.stdin) {
+      const w = child.stdin.getWriter();
+      await w.write(opts.stdin).catch(() => {});
+      await w.close().catch(() => {});
+    }
+    const out = await child.output();
+    return {
+      code: out.code,
+      stdout: out.stdout,
+      stderr: decoder.decode(out.stderr),
+      timedOut: limit?.fired() ?? false,
+    };
+  } finally {
+    limit?.clear();
   }
-  const out = await child.output();
-  return { code: out.code, stdout: out.stdout, stderr: decoder.decode(out.stderr) };
+}
+
+/** runTool for one video: refuses what is not a regular file, and a time-out is a DecodeError. */
+async function runOnVideo(
+  path: string,
+  what: string,
+  args: string[],
+  signal?: AbortSignal,
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  requireRegularFile(path, what);
+  const ms = decodeTimeoutMs();
+  const r = await runTool(ffprobePath(), args, { signal, timeoutMs: ms });
+  if (r.timedOut) throw new DecodeError(path, timeoutDetail("ffprobe", ms), what);
+  return r;
 }
 
 export function toolHint(cmd: string): string {
@@ -82,7 +167,7 @@ function parseRate(r: string | undefined): number {
 export async function probeVideo(path: string, signal?: AbortSignal): Promise<VideoInfo> {
   const entries = "stream=width,height,nb_frames,r_frame_rate,avg_frame_rate,duration";
   const base = ["-v", "error", "-select_streams", "v:0", "-of", "json"];
-  const r = await runTool(ffprobePath(), [...base, "-show_entries", entries, path], { signal });
+  const r = await runOnVideo(path, "probe", [...base, "-show_entries", entries, path], signal);
   if (r.code !== 0) throw new DecodeError(path, tail(r.stderr), "probe");
   // deno-lint-ignore no-explicit-any
   let s: any;
@@ -97,13 +182,13 @@ export async function probeVideo(path: string, signal?: AbortSignal): Promise<Vi
   let frames = Number(s.nb_frames);
   if (!(frames > 0)) {
     // Containers without a frame count (webm, mkv): count the packets, which reads but does not decode.
-    const c = await runTool(ffprobePath(), [
+    const c = await runOnVideo(path, "probe", [
       ...base,
       "-count_packets",
       "-show_entries",
       "stream=nb_read_packets",
       path,
-    ], { signal });
+    ], signal);
     if (c.code !== 0) throw new DecodeError(path, tail(c.stderr), "probe");
     frames = Number(JSON.parse(decoder.decode(c.stdout)).streams?.[0]?.nb_read_packets);
   }
@@ -121,7 +206,7 @@ export async function probeVideo(path: string, signal?: AbortSignal): Promise<Vi
 
 /** Counts decodable frames exactly (decodes the whole file); used when the container's count is wrong. */
 export async function countFrames(path: string, signal?: AbortSignal): Promise<number> {
-  const r = await runTool(ffprobePath(), [
+  const r = await runOnVideo(path, "count the frames of", [
     "-v",
     "error",
     "-select_streams",
@@ -132,7 +217,7 @@ export async function countFrames(path: string, signal?: AbortSignal): Promise<n
     "-of",
     "json",
     path,
-  ], { signal });
+  ], signal);
   if (r.code !== 0) throw new DecodeError(path, tail(r.stderr), "count the frames of");
   const n = Number(JSON.parse(decoder.decode(r.stdout)).streams?.[0]?.nb_read_frames);
   if (!(n > 0)) throw new DecodeError(path, "no decodable frame", "count the frames of");
@@ -366,21 +451,18 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
     }
   }
   const { args, w, h, format, region } = decodeArgs(req);
+  requireRegularFile(req.path);
   const bytes = frameBytes(format, n, w, h);
   const data = req.pool ? req.pool.acquire(bytes) : new Uint8Array(bytes);
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(ffmpegPath(), {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: req.signal,
-    }).spawn();
+    child = spawnTool(ffmpegPath(), args, false, req.signal);
   } catch (e) {
     req.pool?.release(data);
-    throw new Error(`Cannot run ${ffmpegPath()} (${(e as Error).message}); ${toolHint(ffmpegPath())}`);
+    throw e;
   }
+  const timeoutMs = decodeTimeoutMs();
+  const limit = killAfter(child, timeoutMs);
   const errText = new Response(child.stderr).text();
   let got = 0;
   // A BYOB reader fills the pooled buffer in place (each read transfers its ArrayBuffer and hands back
@@ -407,7 +489,12 @@ export async function decodeFrames(req: DecodeRequest): Promise<Frames> {
     reader.releaseLock();
   }
   const status = await child.status;
+  limit.clear();
   const stderr = await errText;
+  if (limit.fired()) {
+    req.pool?.release(buf);
+    throw new DecodeError(req.path, timeoutDetail("ffmpeg", timeoutMs));
+  }
   if (got < bytes) {
     req.pool?.release(buf);
     const frames = Math.floor(got / frameBytes(format, 1, w, h));

@@ -197,6 +197,8 @@ export interface LoaderStats {
   decodedVideos: number;
   decodedClips: number;
   skipped: SkipRecord[];
+  /** Distinct files among `skipped` (a bad file is asked for again every epoch). */
+  failedFiles: number;
   /** Milliseconds next() spent waiting for decoding. */
   waitedMs: number;
   /** Milliseconds next() spent in the crop/resize kernels (and uploads). */
@@ -289,7 +291,7 @@ export class VideoLoader {
   private closed = false;
   private staging?: Tensor;
   private syntheticFrames?: Uint8Array;
-  private readonly counters: LoaderStats = {
+  private readonly counters: Omit<LoaderStats, "failedFiles"> = {
     steps: 0,
     decodedVideos: 0,
     decodedClips: 0,
@@ -415,7 +417,8 @@ export class VideoLoader {
   }
 
   stats(): LoaderStats {
-    return { ...this.counters, skipped: [...this.counters.skipped] };
+    const failedFiles = new Set(this.counters.skipped.map((r) => r.path)).size;
+    return { ...this.counters, skipped: [...this.counters.skipped], failedFiles };
   }
 
   /**
@@ -484,11 +487,17 @@ export class VideoLoader {
     } catch (e) {
       this.log(`Could not save the probe cache ${this.opts.probeCache}: ${(e as Error).message}`);
     }
-    const n = this.counters.skipped.length;
+    const stats = this.stats();
+    const n = stats.failedFiles;
     if (n > 0) {
-      this.log(`${n} video${n === 1 ? "" : "s"} failed to decode and ${n === 1 ? "was" : "were"} replaced`);
+      const times = stats.skipped.length;
+      this.log(
+        `${n} video file${n === 1 ? "" : "s"} failed to decode; a stand-in replaced ${
+          n === 1 ? "it" : "them"
+        } ${times} time${times === 1 ? "" : "s"}`,
+      );
     }
-    return this.stats();
+    return stats;
   }
 
   private training(): boolean {
@@ -564,7 +573,8 @@ export class VideoLoader {
         reasons.push(`${entry.path} (${entry.origin}): ${reason}`);
         const epoch = Math.floor(job.step / this.stepsPerEpoch);
         skipped.push({ path: entry.path, origin: entry.origin, reason, epoch, step: job.step });
-        this.log(`Skipping ${entry.path} (${entry.origin}), it failed to decode: ${reason}`);
+        // Once per file: it is asked for again every epoch.
+        if (!known) this.log(`Skipping ${entry.path} (${entry.origin}), it failed to decode: ${reason}`);
         video = this.replacement(job, attempt);
       }
     }

@@ -1,13 +1,26 @@
 /**
  * A framed TCP connection between two ranks: each message is an 8-byte little-endian length and the
- * bytes. Every receive has a deadline, and a closed peer becomes an error that names its rank, so a
- * dead or stuck process ends the others with a message instead of a hang.
+ * bytes. Every receive has a deadline and a size limit, and a closed peer becomes an error that names
+ * its rank, so a dead, stuck or hostile process ends the others with a message instead of a hang (or an
+ * allocation of whatever length it claims).
  */
+
+/** The largest message received without a buffer of known size (rank tables, JSON): 1 MiB. */
+export const MAX_FRAME = 1 << 20;
 
 export class PeerError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "PeerError";
+  }
+}
+
+/** Closes a connection or listener that may be closed already. */
+export function closeQuietly(c: { close(): void }): void {
+  try {
+    c.close();
+  } catch {
+    // already closed
   }
 }
 
@@ -19,6 +32,8 @@ export class Channel {
     /** "rank 3" and the like, for messages. */
     readonly peer: string,
     private readonly timeoutMs: number,
+    /** The largest message accepted when no buffer of the expected size is given. */
+    private readonly maxFrame = MAX_FRAME,
   ) {}
 
   private async readExactly(buf: Uint8Array): Promise<void> {
@@ -72,7 +87,14 @@ export class Channel {
   private async recvNow(into?: Uint8Array): Promise<Uint8Array> {
     const head = new Uint8Array(8);
     await this.readExactly(head);
-    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
+    const declared = new DataView(head.buffer).getBigUint64(0, true);
+    const n = Number(declared);
+    if (!into && declared > BigInt(this.maxFrame)) {
+      this.close();
+      throw new PeerError(
+        `${this.peer} announced a ${declared}-byte message; the limit is ${this.maxFrame} (not a vswift rank?)`,
+      );
+    }
     if (into && into.length !== n) {
       throw new PeerError(
         `${this.peer} sent ${n} bytes where ${into.length} were expected (the ranks disagree)`,
@@ -88,17 +110,18 @@ export class Channel {
   }
 
   async recvJson<T>(): Promise<T> {
-    return JSON.parse(new TextDecoder().decode(await this.recv())) as T;
+    const bytes = await this.recv();
+    try {
+      return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as T;
+    } catch {
+      throw new PeerError(`${this.peer} sent a malformed message (${bytes.length} bytes that are not JSON)`);
+    }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // already closed by the peer
-    }
+    closeQuietly(this.conn);
   }
 }
 

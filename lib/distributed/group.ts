@@ -1,14 +1,14 @@
 /**
- * Process groups: how ranks agree on gradients and parameters. Rendezvous runs over TCP: rank 0 listens
- * on MASTER_ADDR:MASTER_PORT, every rank reports the port of its own listener, and each rank connects
- * to the next one around a ring. The host group all-reduces over that ring (reduce-scatter then
- * all-gather, 2 (W - 1) / W of the data per rank); the NCCL group (nccl_group.ts) uses the same
- * rendezvous only to share NCCL's unique id.
+ * Process groups: how ranks agree on gradients and parameters. The ranks meet at the rendezvous
+ * (rendezvous.ts), which links them in a ring. The host group all-reduces over that ring
+ * (reduce-scatter then all-gather, 2 (W - 1) / W of the data per rank); the NCCL group (nccl_group.ts)
+ * uses the same rendezvous only to share NCCL's unique id.
  */
 import { copyFromDevice, copyToDevice, type Pointer } from "../ffi/pointers.ts";
 import type { Tensor } from "../tensor.ts";
-import { Channel, connectWithRetry, PeerError } from "./channel.ts";
-import type { DistEnv } from "./env.ts";
+import type { Links } from "./rendezvous.ts";
+
+export { distTimeoutMs, type Links, rendezvous } from "./rendezvous.ts";
 
 export type ReduceOp = "sum" | "avg";
 
@@ -27,120 +27,6 @@ export interface ProcessGroup {
   allReduceNumbers(values: number[], op: ReduceOp): Promise<number[]>;
   barrier(): Promise<void>;
   close(): Promise<void>;
-}
-
-export interface Links {
-  rank: number;
-  worldSize: number;
-  /** Rank 0: one channel per other rank (index = rank); others: [channel to rank 0]. */
-  control: (Channel | undefined)[];
-  next?: Channel;
-  prev?: Channel;
-  /** What rank 0 handed out at rendezvous (e.g. NCCL's unique id). */
-  shared: Uint8Array;
-}
-
-/** The timeout for any one message between ranks (VSWIFT_DIST_TIMEOUT seconds, default 600). */
-export function distTimeoutMs(): number {
-  const s = Number(Deno.env.get("VSWIFT_DIST_TIMEOUT") ?? 600);
-  if (!(s > 0)) throw new RangeError(`VSWIFT_DIST_TIMEOUT must be a positive number of seconds, got ${s}`);
-  return s * 1000;
-}
-
-/**
- * Connects the ranks. `shared` is what rank 0 hands to everybody (ignored on other ranks).
- * The ring listener binds to `bindHost` (all interfaces by default; loopback for single-node runs).
- */
-export async function rendezvous(
-  env: DistEnv,
-  shared: Uint8Array = new Uint8Array(),
-  timeoutMs = distTimeoutMs(),
-): Promise<Links> {
-  const { rank, worldSize } = env;
-  const single = env.nodes <= 1;
-  const bind = single ? "127.0.0.1" : "0.0.0.0";
-  const ringListener = Deno.listen({ hostname: bind, port: 0 });
-  const ringPort = (ringListener.addr as Deno.NetAddr).port;
-  const control: (Channel | undefined)[] = [];
-  let table: { rank: number; host: string; port: number }[];
-  let sharedOut = shared;
-  try {
-    if (rank === 0) {
-      const master = Deno.listen({ hostname: single ? env.masterAddr : "0.0.0.0", port: env.masterPort });
-      try {
-        table = [{ rank: 0, host: env.masterAddr, port: ringPort }];
-        const pending = new Map<number, Channel>();
-        const timer = setTimeout(() => master.close(), timeoutMs);
-        try {
-          while (pending.size < worldSize - 1) {
-            let conn: Deno.Conn;
-            try {
-              conn = await master.accept();
-            } catch {
-              const missing = [...Array(worldSize).keys()].filter((r) => r > 0 && !pending.has(r));
-              throw new PeerError(
-                `Rendezvous timed out after ${timeoutMs / 1000} s waiting for rank(s) ${missing.join(", ")}`,
-              );
-            }
-            const ch = new Channel(conn, "a joining rank", timeoutMs);
-            const hello = await ch.recvJson<{ rank: number; port: number; worldSize: number }>();
-            if (
-              hello.worldSize !== worldSize || hello.rank <= 0 || hello.rank >= worldSize ||
-              pending.has(hello.rank)
-            ) {
-              throw new PeerError(
-                `Rank ${hello.rank} joined with world size ${hello.worldSize}; expected ranks 1..${
-                  worldSize - 1
-                } of ${worldSize} once each`,
-              );
-            }
-            const host = (conn.remoteAddr as Deno.NetAddr).hostname;
-            table.push({ rank: hello.rank, host, port: hello.port });
-            pending.set(hello.rank, new Channel(conn, `rank ${hello.rank}`, timeoutMs));
-          }
-        } finally {
-          clearTimeout(timer);
-        }
-        table.sort((a, b) => a.rank - b.rank);
-        for (const [r, ch] of pending) {
-          control[r] = ch;
-          await ch.sendJson(table);
-          await ch.send(shared);
-        }
-      } finally {
-        master.close();
-      }
-    } else {
-      const conn = await connectWithRetry(
-        env.masterAddr,
-        env.masterPort,
-        timeoutMs,
-        "rank 0 (MASTER_ADDR:MASTER_PORT)",
-      );
-      const ch = new Channel(conn, "rank 0", timeoutMs);
-      await ch.sendJson({ rank, port: ringPort, worldSize });
-      table = await ch.recvJson();
-      sharedOut = await ch.recv();
-      control[0] = ch;
-    }
-    // The ring: connect to the next rank, accept the previous one.
-    if (worldSize === 1) return { rank, worldSize, control, shared: sharedOut };
-    const nextEntry = table[(rank + 1) % worldSize];
-    const [nextConn, prevConn] = await Promise.all([
-      connectWithRetry(nextEntry.host, nextEntry.port, timeoutMs, `rank ${nextEntry.rank}`),
-      ringListener.accept(),
-    ]);
-    return {
-      rank,
-      worldSize,
-      control,
-      next: new Channel(nextConn, `rank ${(rank + 1) % worldSize}`, timeoutMs),
-      prev: new Channel(prevConn, `rank ${(rank - 1 + worldSize) % worldSize}`, timeoutMs),
-      shared: sharedOut,
-    };
-  } finally {
-    ringListener.close();
-  }
 }
 
 function f32(bytes: Uint8Array): Float32Array {

@@ -1,8 +1,10 @@
 /**
  * `--gpus N`: starts N copies of this command on this machine, one per GPU (or per process of the
  * host group), with the torchrun-style environment set. When one exits with an error the others are
- * stopped, and the message names the rank.
+ * stopped, and the message names the rank. Unless VSWIFT_DIST_SECRET is set, the ranks share a fresh
+ * rendezvous secret made here (passed in their environment only, never printed).
  */
+import { newSecret, SECRET_VAR } from "./secret.ts";
 
 /** A TCP port that was free a moment ago, for MASTER_PORT. */
 export function freePort(): number {
@@ -23,6 +25,7 @@ export async function launchLocal(
 ): Promise<number> {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`--gpus must be a positive integer, got ${n}`);
   const port = freePort();
+  const secret = Deno.env.get(SECRET_VAR) || newSecret();
   const children = Array.from({ length: n }, (_, rank) =>
     new Deno.Command(Deno.execPath(), {
       args,
@@ -36,6 +39,7 @@ export async function launchLocal(
         NODE_RANK: "0",
         MASTER_ADDR: "127.0.0.1",
         MASTER_PORT: String(port),
+        [SECRET_VAR]: secret,
       },
       stdin: "null",
       stdout: "inherit",

@@ -3,6 +3,7 @@
  * Nothing outside lib/ffi/ calls FFI.
  */
 import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda/build.ts";
+import { driverDevices } from "./driver.ts";
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
 
 export type Backend = NativeTarget;
@@ -236,6 +237,11 @@ export async function loadLibrary(
   backend: Backend,
   opts: { build?: boolean } = {},
 ): Promise<{ native?: Native; devices: number; why: string }> {
+  if (backend === "cuda") {
+    // Ask the driver first: building the CUDA library takes a minute and cannot find a GPU either.
+    const driver = driverDevices();
+    if (driver.count === 0) return { devices: 0, why: driver.why };
+  }
   try {
     if (backend === "host" || opts.build) await ensureBuilt(backend);
     else if (isStale("cuda")) {

@@ -249,12 +249,15 @@ function checkPid(pid: unknown, source: string): unknown[] {
   return pid;
 }
 
+/** A data.pkl describes tensors (about 100 bytes each), never their contents. */
+const MAX_PICKLE_BYTES = 256 << 20;
+
 function readZip(zip: ZipReader, source: string): PthCheckpoint {
   const pkl = zip.names().find((n) => n === "data.pkl" || n.endsWith("/data.pkl"));
   if (!pkl) throw new Error(`${source} is a zip file without a data.pkl: not a PyTorch checkpoint`);
   const prefix = pkl.slice(0, pkl.length - "data.pkl".length);
   const storages = new Map<string, PthStorage>();
-  const { value } = unpickle(zip.read(pkl), {
+  const { value } = unpickle(zip.read(pkl, { maxBytes: MAX_PICKLE_BYTES }), {
     source: `${source} (${pkl})`,
     resolve: torchResolver(source),
     persistentLoad: (raw) => {
@@ -265,7 +268,8 @@ function readZip(zip: ZipReader, source: string): PthCheckpoint {
         const dtype = storageDtype(pid, source);
         const numel = intOf(pid[4], "storage size", source);
         const entry = `${prefix}data/${key}`;
-        s = new PthStorage(dtype, key, numel, () => zip.read(entry));
+        const maxBytes = numel * ELEM_BYTES[dtype];
+        s = new PthStorage(dtype, key, numel, () => zip.read(entry, { maxBytes }));
         storages.set(key, s);
       }
       return s;

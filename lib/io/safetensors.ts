@@ -142,7 +142,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = "safetensors data"
   const dataLen = bytes.byteLength - dataStart;
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
-  let covered = 0;
+  const spans: { name: string; begin: number; end: number }[] = [];
   for (const [name, value] of Object.entries(header)) {
     if (name === "__metadata__") {
       metadata = value as Record<string, string>;
@@ -172,15 +172,30 @@ export function decodeSafetensors(bytes: Uint8Array, source = "safetensors data"
         }] (${expected} expected)`,
       );
     }
-    covered += end - begin;
+    spans.push({ name, begin, end });
     tensors.set(name, {
       dtype,
       shape: v.shape as number[],
       data: bytes.subarray(dataStart + begin, dataStart + end),
     });
   }
-  if (covered !== dataLen) {
-    throw new Error(`${source} is corrupt: its tensors cover ${covered} of ${dataLen} data bytes`);
+  // The tensors must tile the data section: an overlap would alias two tensors, a gap hide bytes.
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  let last = "the start of the data";
+  for (const t of spans) {
+    if (t.begin < at) {
+      throw new Error(
+        `${source} is corrupt: tensor ${t.name} (bytes [${t.begin}, ${t.end})) overlaps ${last}, which ends at ${at}`,
+      );
+    }
+    if (t.begin > at) {
+      throw new Error(`${source} is corrupt: data bytes [${at}, ${t.begin}) belong to no tensor`);
+    }
+    if (t.end > t.begin) [at, last] = [t.end, `tensor ${t.name}`];
+  }
+  if (at !== dataLen) {
+    throw new Error(`${source} is corrupt: its tensors cover ${at} of ${dataLen} data bytes`);
   }
   return { tensors, metadata };
 }

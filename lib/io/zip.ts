@@ -2,6 +2,9 @@
  * A zip archive reader (what torch.save writes since PyTorch 1.6): the central directory, Zip64 sizes and
  * offsets, stored and deflate entries, CRC-32 checks. Entries are read on demand from a file handle, so a
  * checkpoint larger than memory allows in one piece can still be opened and only its model part read.
+ * A deflated entry is sized from the directory before it is inflated, so that a zip bomb is refused
+ * before it costs memory: a declared size over the caller's limit or far beyond its compressed size is
+ * an error, and inflation stops at the declared size.
  */
 import { inflateRawSync } from "node:zlib";
 
@@ -67,6 +70,16 @@ const SIG_Z64_LOCATOR = 0x07064b50;
 const SIG_Z64_EOCD = 0x06064b50;
 const SIG_CENTRAL = 0x02014b50;
 const SIG_LOCAL = 0x04034b50;
+/**
+ * The most a large deflated entry may expand (real tensors deflate to about 0.9 of their size; deflate
+ * itself can reach 1032x). Entries under MAX_RATIO_FLOOR bytes are exempt: small runs of zeros are real.
+ */
+export const MAX_RATIO = 100;
+const MAX_RATIO_FLOOR = 16 << 20;
+
+/** Bytes inflated by this process (for tests that check a bomb was refused before inflating). */
+export const zipCounters = { inflatedBytes: 0 };
+
 const MAX32 = 0xffffffff;
 const MAX16 = 0xffff;
 
@@ -194,10 +207,22 @@ export class ZipReader {
     return [...this.entries.keys()];
   }
 
-  /** The uncompressed contents of an entry, checked against its CRC-32 unless `verify` is false. */
-  read(name: string, opts: { verify?: boolean } = {}): Uint8Array {
+  /**
+   * The uncompressed contents of an entry, checked against its CRC-32 unless `verify` is false. An
+   * entry that declares more than `maxBytes` is refused before anything is read.
+   */
+  read(name: string, opts: { verify?: boolean; maxBytes?: number } = {}): Uint8Array {
     const e = this.entries.get(name);
     if (!e) throw new Error(`${this.name} has no entry ${name}`);
+    if (opts.maxBytes !== undefined && e.size > opts.maxBytes) {
+      throw this.fail(`${name} declares ${e.size} bytes where at most ${opts.maxBytes} are expected`);
+    }
+    if (e.method === 8 && e.size > MAX_RATIO_FLOOR && e.size > e.compressedSize * MAX_RATIO) {
+      throw this.fail(
+        `${name} would inflate ${e.compressedSize} bytes to ${e.size} (over ${MAX_RATIO}x); ` +
+          `refusing what looks like a zip bomb`,
+      );
+    }
     const head = this.source.read(e.headerOffset, 30);
     const hv = new DataView(head.buffer, head.byteOffset, 30);
     if (hv.getUint32(0, true) !== SIG_LOCAL) throw this.fail(`the local header of ${name} is damaged`);
@@ -206,7 +231,15 @@ export class ZipReader {
     let data: Uint8Array;
     if (e.method === 0) data = raw;
     else if (e.method === 8) {
-      const out = inflateRawSync(raw);
+      let out: Uint8Array;
+      try {
+        // Never more than the directory declared: a lying size ends here, not in an out-of-memory kill.
+        out = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
+      } catch (err) {
+        if ((err as { code?: string }).code !== "ERR_BUFFER_TOO_LARGE") throw err;
+        throw this.fail(`${name} inflates past the ${e.size} bytes its directory entry declares`);
+      }
+      zipCounters.inflatedBytes += out.byteLength;
       data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     } else {
       throw new Error(

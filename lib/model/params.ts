@@ -4,7 +4,7 @@
  * bf16 copy that the kernels read). Flat buffers make the optimiser and the gradient norm a handful of
  * kernel calls, and declaration without allocation lets the FLOP report count giant models for free.
  */
-import { copyToDevice, memset } from "../ffi/pointers.ts";
+import { copyFromDevice, copyToDevice, memset } from "../ffi/pointers.ts";
 import { native } from "../ffi/native.ts";
 import { allocPersistent, freePersistent } from "../memory.ts";
 import type { Rng } from "../rng.ts";
@@ -120,6 +120,29 @@ export class ParamStore {
     if (this.compute !== this.master) {
       native().call("vs_cast", 0, 1, this.total, this.master!.ptr, this.compute!.ptr, null);
     }
+  }
+
+  /**
+   * Names of the parameters whose master values hold a NaN or an infinity (none: []). Checked before a
+   * checkpoint is written, so that a saved checkpoint is one training can go on from.
+   */
+  nonFinite(): string[] {
+    this.requireAllocated();
+    const k = native();
+    const flag = allocPersistent([1], "i32");
+    const bad: string[] = [];
+    try {
+      const read = new Int32Array(1);
+      for (const p of this.params) {
+        memset(flag.ptr, 0, 4);
+        k.call("vs_nonfinite", p.master.code, p.numel, p.master.ptr, flag.ptr, null);
+        copyFromDevice(read, flag.ptr);
+        if (read[0] !== 0) bad.push(p.name);
+      }
+    } finally {
+      freePersistent(flag);
+    }
+    return bad;
   }
 
   zeroGrad(): void {

@@ -184,6 +184,18 @@ export function loadIntoClassifier(
       }`,
     );
   }
+  // A source that matches nothing is a wrong file, not a start: training on would be from scratch.
+  if (!model.store.params.some((p) => tensors.has(p.name))) {
+    const names = [...source.keys()];
+    const seen = names.length
+      ? `its ${names.length} tensors (${names.slice(0, 4).join(", ")}${names.length > 4 ? ", ..." : ""})`
+      : "it holds no tensors";
+    const ignored = report.ignored.map((i) => `\n  ignored ${i.name}: ${i.why}`).join("");
+    throw new Error(
+      `${report.source} matches none of the ${model.store.params.length} tensors of the ${model.config.name} ` +
+        `classifier: ${seen}; give a VideoMAE / V-SWIFT checkpoint of this model${ignored}`,
+    );
+  }
   for (const p of model.store.params) {
     const t = tensors.get(p.name);
     if (!t) {

@@ -6,6 +6,7 @@
 import { distEnv } from "../distributed/env.ts";
 import { freePort } from "../distributed/launch.ts";
 import { NcclGroup } from "../distributed/nccl_group.ts";
+import { newSecret, SECRET_VAR } from "../distributed/secret.ts";
 import { openNative } from "../ffi/native.ts";
 import { allocPersistent } from "../memory.ts";
 import { readFloats, writeTensor } from "../tensor.ts";
@@ -38,6 +39,7 @@ export async function checkNccl(script: string): Promise<string[]> {
   const lines: string[] = [];
   for (const world of [1, 2]) {
     const port = String(freePort());
+    const secret = newSecret();
     const runs = await Promise.all(
       Array.from({ length: world }, (_, rank) =>
         new Deno.Command(Deno.execPath(), {
@@ -49,6 +51,7 @@ export async function checkNccl(script: string): Promise<string[]> {
             MASTER_ADDR: "127.0.0.1",
             MASTER_PORT: port,
             VSWIFT_DIST_TIMEOUT: "120",
+            [SECRET_VAR]: secret,
           },
           stdout: "piped",
           stderr: "piped",

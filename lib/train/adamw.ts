@@ -7,7 +7,7 @@ import { native } from "../ffi/native.ts";
 import { memset } from "../ffi/pointers.ts";
 import { allocPersistent, freePersistent } from "../memory.ts";
 import type { Param, ParamStore } from "../model/params.ts";
-import type { Tensor } from "../tensor.ts";
+import { readScalar, type Tensor } from "../tensor.ts";
 
 export interface AdamWOptions {
   lr: number;
@@ -45,6 +45,8 @@ export class AdamW {
   readonly gradNorm: Tensor;
   private readonly coef: Tensor;
   private readonly runs: Run[] = [];
+  /** gradNorm holds this step's norm already (checkGradients ran). */
+  private normReady = false;
   step = 0;
 
   constructor(readonly store: ParamStore, readonly opts: AdamWOptions, rule?: GroupRule) {
@@ -71,6 +73,16 @@ export class AdamW {
     return this.runs.length;
   }
 
+  /**
+   * Computes the global gradient norm (before clipping) into gradNorm and reads it back: the guard before
+   * an update (a NaN or infinite gradient anywhere makes it non-finite). The next update reuses it.
+   */
+  checkGradients(): number {
+    native().call("vs_grad_norm", this.store.total, this.store.grad!.ptr, this.gradNorm.ptr, null);
+    this.normReady = true;
+    return readScalar(this.gradNorm);
+  }
+
   /** One update with learning rate `lr` from the gradients in the store; computes gradNorm. */
   update(lr: number): void {
     const k = native();
@@ -78,7 +90,8 @@ export class AdamW {
     const [b1, b2] = this.opts.betas ?? [0.9, 0.999];
     const eps = this.opts.eps ?? 1e-8;
     this.step++;
-    k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, null);
+    if (!this.normReady) k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, null);
+    this.normReady = false;
     let scale = null;
     if (this.opts.clipGrad !== undefined) {
       k.call("vs_clip_coef", this.gradNorm.ptr, this.opts.clipGrad, this.coef.ptr, null);

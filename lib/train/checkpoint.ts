@@ -15,6 +15,7 @@ import type { VideoModel } from "../model/base.ts";
 import { loadStateDict, stateDict } from "../model/state.ts";
 import { readFloats, writeTensor } from "../tensor.ts";
 import type { AdamW } from "./adamw.ts";
+import { formatChanges, requireSameRun } from "./resume_check.ts";
 
 export interface CheckpointState {
   version: 1;
@@ -91,13 +92,20 @@ export async function pruneCheckpoints(dir: string, keep: number): Promise<void>
 }
 
 /**
- * Restores weights and AdamW moments from a checkpoint folder and returns its state. Anything missing,
- * truncated or of the wrong shape is refused with the folder named.
+ * Restores weights and AdamW moments from a checkpoint folder and returns its state. With `config`, a
+ * configuration that differs from the checkpoint's is refused first, naming the keys (ConfigChangedError).
+ * Anything missing, truncated or of the wrong shape is refused with the folder named.
  */
-export async function loadCheckpoint(path: string, model: VideoModel, opt: AdamW): Promise<CheckpointState> {
+export async function loadCheckpoint(
+  path: string,
+  model: VideoModel,
+  opt: AdamW,
+  opts: { config?: unknown; say?: (m: string) => void } = {},
+): Promise<CheckpointState> {
   const refuse = (why: string) =>
     new Error(
-      `Checkpoint ${path} is corrupt or incomplete: ${why}. Delete it to resume from an earlier one.`,
+      `Checkpoint ${path} is corrupt or incomplete: ${why}. Move it out of its folder to resume from an ` +
+        `earlier checkpoint, or give a new output folder to start afresh.`,
     );
   let state: CheckpointState;
   try {
@@ -107,6 +115,11 @@ export async function loadCheckpoint(path: string, model: VideoModel, opt: AdamW
   }
   if (state?.version !== 1 || !Number.isInteger(state.step) || !Number.isInteger(state.optimizerStep)) {
     throw refuse("state.json lacks a version 1 step and optimizer step");
+  }
+  // A changed configuration, not damage, is the likely reason for tensors that do not fit: say so first.
+  if (opts.config !== undefined) {
+    const recovery = requireSameRun(path, state.config, opts.config);
+    if (recovery.length > 0) opts.say?.(`resuming with ${formatChanges(recovery)}`);
   }
   let weights, moments;
   try {

@@ -162,6 +162,11 @@ export function applyCliOverrides(cfg: object, schema: Schema, args: string[]): 
   }
 }
 
+/** Whether command-line overrides `args` set `key` ("data.list" for --data.list X or --data.list=X). */
+export function overrides(args: string[], key: string): boolean {
+  return args.some((a) => a === `--${key}` || a.startsWith(`--${key}=`));
+}
+
 /** Reads and parses a YAML file, with errors naming it. */
 export async function readYamlFile(path: string): Promise<unknown> {
   let text: string;

@@ -1,7 +1,8 @@
 /**
  * The training loop that pretraining and fine-tuning share: open the process, build the model and the
  * optimiser, resume (or start), broadcast the weights, open the data, the schedule; then per step the
- * batch, the task's forward, the loss guard, backward with gradients averaged over the ranks, AdamW, the
+ * batch, the task's forward, backward with gradients averaged over the ranks, the guard against
+ * non-finite steps, AdamW, the
  * log window, checkpoints and the stop vote. A task passes in what differs (its model, data, forward,
  * metrics, and what happens after a step, at the end of an epoch and after the last step), so reliability
  * rules (guards, signals, resume) live here once.
@@ -22,7 +23,10 @@ import {
 } from "./checkpoint.ts";
 import { type OptimSection, runSchedule } from "./optim_config.ts";
 import { describeProcess, openTrainingProcess, type TrainingProcess } from "./process.ts";
+import { RefusedToStart, unlessStopped } from "./exit_codes.ts";
+import { NonFiniteGuard, NonFiniteStepError } from "./nonfinite.ts";
 import { RunLog, type WindowFigures } from "./run_log.ts";
+import { setAsidePreviousRun, truncateMetrics } from "./run_files.ts";
 
 /** The config sections the loop reads (both tasks' configs have them). */
 export interface LoopConfig {
@@ -40,6 +44,8 @@ export interface LoopConfig {
     keep_last: number;
     log_every: number;
     tensorboard: boolean;
+    /** auto: resume when a checkpoint exists; always: insist on one; never: set the old run aside. */
+    resume: "auto" | "always" | "never";
   };
 }
 
@@ -59,7 +65,7 @@ export interface StepFigures extends WindowFigures {
   /** Mean over the ranks. */
   loss: number;
   lr: number;
-  /** Global gradient norm before clipping (read on logging steps only; NaN otherwise). */
+  /** Global gradient norm before clipping (every step: the guard reads it before the update). */
   gradNorm: number;
   memoryGiB: number;
 }
@@ -129,7 +135,13 @@ export async function* trainLoop<M extends VideoModel, X, S>(
   const ckptDir = `${out}/checkpoints`;
 
   // Device and process group: one process per GPU (or per host-group member); rank 0 writes everything.
-  const proc = await openTrainingProcess(cfg.train.device, cfg.model.dtype);
+  // A signal while the ranks meet (which can wait for a missing rank until its timeout) ends the run
+  // there: nothing is trained yet.
+  const proc = await unlessStopped(
+    openTrainingProcess(cfg.train.device, cfg.model.dtype),
+    opts.signal,
+    "the rendezvous",
+  );
   const { group, lead } = proc;
   const rank = proc.env.rank;
   const say = (m: string) => opts.print && lead && console.log(m);
@@ -140,12 +152,27 @@ export async function* trainLoop<M extends VideoModel, X, S>(
   // every rank.
   const globalBatch = cfg.train.batch_size * group.worldSize;
   const { model, opt } = task.build(proc, globalBatch, say);
-  const latest = listCheckpoints(ckptDir).pop();
+  let latest = listCheckpoints(ckptDir).pop();
+  if (cfg.train.resume === "never") {
+    // Start afresh as asked, with the previous run's files kept aside rather than mixed in or deleted.
+    const aside = lead ? await setAsidePreviousRun(out) : undefined;
+    if (aside) say(`--no-resume: the previous run's checkpoints and logs are now in ${aside}`);
+    latest = undefined;
+  } else if (cfg.train.resume === "always" && !latest) {
+    throw new RefusedToStart(`--resume: ${ckptDir} holds no checkpoint to resume from`);
+  }
   let state: CheckpointState | undefined;
   if (latest) {
-    state = await loadCheckpoint(latest.path, model, opt);
+    // The same run only: a changed configuration is named key by key (ConfigChangedError).
+    state = await loadCheckpoint(latest.path, model, opt, { config: cfg, say });
     say(`resuming from ${latest.path} (step ${state.step})`);
-  } else await task.start?.(model, say);
+  } else if (task.start) await task.start(model, say);
+  else say(`starting from a fresh initialisation (no checkpoint in ${ckptDir})`);
+  // Lines logged after the checkpoint (a kill -9 past it) are logged again by this run: drop them.
+  const dropped = lead ? await truncateMetrics(`${out}/metrics.jsonl`, state?.step ?? 0) : 0;
+  if (dropped > 0) {
+    say(`metrics.jsonl: dropped ${dropped} line(s) past step ${state?.step ?? 0}, which this run redoes`);
+  }
   await group.broadcast(model.store.master!, 0);
   model.store.syncCompute();
   // Gradients are averaged in buckets that leave during the backward (a single process skips it).
@@ -182,11 +209,24 @@ export async function* trainLoop<M extends VideoModel, X, S>(
     totalSteps,
     lastCheckpoint: latest?.path,
   };
+  const guard = new NonFiniteGuard(cfg.optim.skip_nonfinite);
   let interrupted = false;
   let skippedVideos = 0;
 
   const save = async (step: number, loss: number) => {
     if (!lead) return;
+    // A checkpoint is a place to go on from: weights that overflowed (even from finite gradients, at an
+    // absurd learning rate) are never written.
+    const bad = model.store.nonFinite();
+    if (bad.length > 0) {
+      throw new NonFiniteStepError(
+        `The weights hold non-finite values after step ${step} (${bad.slice(0, 3).join(", ")}${
+          bad.length > 3 ? `, ... ${bad.length} tensors` : ""
+        }); not saving them. The last good checkpoint is ${
+          run.lastCheckpoint ?? "none (none was saved yet)"
+        }. Lower optim.lr or set optim.clip_grad, then resume from it`,
+      );
+    }
     run.lastCheckpoint = await saveCheckpoint(ckptDir, model, opt, {
       version: 1,
       step,
@@ -208,7 +248,7 @@ export async function* trainLoop<M extends VideoModel, X, S>(
 
   try {
     for (let step = state?.step ?? 0; step < totalSteps; step++) {
-      // 1. Data and the task's forward; a non-finite loss stops the run before it can touch the weights.
+      // 1. Data and the task's forward.
       const g = new Graph(arena);
       const batch = await loader.next(g);
       if (!batch) throw new Error(`The ${task.name} loader ran dry; this is a bug`);
@@ -217,30 +257,27 @@ export async function* trainLoop<M extends VideoModel, X, S>(
       model.store.zeroGrad();
       const { loss: lossTensor, extra } = task.forward(model, g, batch, step);
       const local = readScalar(lossTensor);
-      if (!Number.isFinite(local)) {
-        throw new Error(
-          `The loss is ${local} at step ${step}${
-            group.worldSize > 1 ? ` on rank ${rank}` : ""
-          }; stopping. The last good checkpoint is ${run.lastCheckpoint ?? "none (none saved yet)"}`,
-        );
-      }
 
-      // 2. Backward, gradients averaged over the ranks, AdamW (clipping inside when configured).
+      // 2. Backward and gradients averaged over the ranks (every rank takes part, whatever its loss, so
+      // that the collectives stay matched). Then the guard, on figures every rank shares: the mean loss
+      // (NaN when any rank's is) and the norm of the averaged gradients. A non-finite step is never
+      // applied; it stops the run or, within optim.skip_nonfinite, is skipped.
       g.backward(lossTensor, sync?.hook(g));
       await sync?.finish();
-      opt.update(lr);
+      const [lossSum] = group.worldSize > 1 ? await group.allReduceNumbers([local], "sum") : [local];
+      const loss = lossSum / group.worldSize;
+      const gradNorm = opt.checkGradients();
+      if (guard.check(step + 1, loss, gradNorm, run.lastCheckpoint, say) === "apply") opt.update(lr);
 
       // 3. Metrics and logs; the logged loss is the mean over the ranks.
       const logNow = (step + 1) % cfg.train.log_every === 0 || step + 1 === totalSteps;
-      const [lossSum] = group.worldSize > 1 ? await group.allReduceNumbers([local], "sum") : [local];
-      const loss = lossSum / group.worldSize;
       const f: StepFigures = {
         step: step + 1,
         totalSteps,
         epoch,
         loss,
         lr,
-        gradNorm: logNow ? readScalar(opt.gradNorm) : NaN,
+        gradNorm,
         ...log.add(loss, globalBatch),
         memoryGiB: (persistentMemory().peak + arena.peak) / 2 ** 30,
       };
@@ -281,9 +318,9 @@ export async function* trainLoop<M extends VideoModel, X, S>(
   } finally {
     log.close();
     const stats = await loader.close();
-    skippedVideos = stats.skipped.length;
+    skippedVideos = stats.failedFiles;
     if (skippedVideos > 0) {
-      say(`skipped ${skippedVideos} videos that failed to decode (see the messages above)`);
+      say(`skipped ${skippedVideos} video files that failed to decode (see the messages above)`);
     }
     arena.dispose();
     opt.free();

@@ -19,6 +19,8 @@ export interface OptimSection {
   clip_grad: number;
   /** Scale lr and min_lr by global batch / 256 (VideoMAE v1); off as in V-SWIFT. */
   scale_lr: boolean;
+  /** Non-finite steps in a row to skip (never applied) before the run stops; 0 stops at the first. */
+  skip_nonfinite: number;
 }
 
 /** Schema leaves of the shared keys. */
@@ -32,6 +34,7 @@ export const OPTIM_LEAVES: Record<keyof OptimSection, Leaf> = {
   warmup_steps: int(0),
   clip_grad: num(0),
   scale_lr: bool,
+  skip_nonfinite: int(0),
 };
 
 /** The factor on lr and min_lr: global batch / 256 with scale_lr, else 1. */

@@ -11,6 +11,7 @@ import {
   int,
   num,
   numbers,
+  overrides as overridesKey,
   readYamlFile,
   type Schema,
   str,
@@ -106,6 +107,11 @@ export interface FinetuneConfig {
     model_key: string;
     save_ckpt_freq: number;
     keep_last: number;
+    /**
+     * auto: resume from the newest checkpoint of the output folder if there is one; always: insist on one
+     * (--resume); never: set the folder's previous run aside and start afresh (--no-resume).
+     */
+    resume: "auto" | "always" | "never";
     log_every: number;
     tensorboard: boolean;
     /** Validate at the end of every epoch. */
@@ -175,6 +181,7 @@ const SCHEMA: { [S in keyof FinetuneConfig]: { [K in keyof FinetuneConfig[S]]: S
     model_key: str(),
     save_ckpt_freq: int(1),
     keep_last: int(1),
+    resume: str(["auto", "always", "never"]),
     log_every: int(1),
     tensorboard: bool,
     validate: bool,
@@ -236,6 +243,7 @@ export function defaultFinetuneConfig(): FinetuneConfig {
       warmup_steps: 0,
       clip_grad: 0,
       scale_lr: false,
+      skip_nonfinite: 0,
     },
     train: {
       epochs: 50,
@@ -249,6 +257,7 @@ export function defaultFinetuneConfig(): FinetuneConfig {
       model_key: "model|module",
       save_ckpt_freq: 10,
       keep_last: 2,
+      resume: "auto",
       log_every: 10,
       tensorboard: true,
       validate: true,
@@ -310,6 +319,11 @@ export async function loadFinetuneConfig(
   const cfg = defaultFinetuneConfig();
   if (path) applyYamlDoc(cfg, schema, await readYamlFile(path), path);
   applyCliOverrides(cfg, schema, overrides);
+  // Lists given on the command line are the data to train on, whatever source the config file names.
+  const lists = ["data.train_list", "data.val_list", "data.test_list"];
+  if (lists.some((k) => overridesKey(overrides, k)) && !overridesKey(overrides, "data.source")) {
+    cfg.data.source = "list";
+  }
   validateFinetuneConfig(cfg);
   return cfg;
 }

@@ -60,7 +60,7 @@ export async function* finetune(
     name: "training",
     build(proc, globalBatch, say) {
       rank = proc.env.rank;
-      const model = buildClassifier(cfg, proc.dtype);
+      const model = buildClassifier(cfg, proc.dtype, proc);
       const mc = model.config;
       const o = cfg.optim;
       const opt = new AdamW(

@@ -54,7 +54,7 @@ export function formatFinetuneLine(m: FinetuneStepMetrics): string {
     `loss ${m.loss.toFixed(4)}`,
     `lr ${m.lr.toExponential(2)}`,
     `grad_norm ${Number.isFinite(m.gradNorm) ? m.gradNorm.toFixed(3) : "-"}`,
-    `${m.mix}${m.mix === "none" ? "" : ` ${m.lam.toFixed(2)}`}`,
+    `mix ${m.mix}${m.mix === "none" ? "" : ` lam ${m.lam.toFixed(2)}`}`,
     `${m.videosPerSecond.toFixed(1)} videos/s`,
     `${m.stepMs.toFixed(0)} ms/step`,
     `data wait ${m.dataWaitPercent.toFixed(0)}%`,

@@ -13,6 +13,7 @@ import {
   type Leaf,
   num,
   numbers,
+  overrides as overridesKey,
   readYamlFile,
   str,
 } from "../config_schema.ts";
@@ -71,6 +72,11 @@ export interface PretrainConfig {
     save_every: number;
     save_ckpt_freq: number;
     keep_last: number;
+    /**
+     * auto: resume from the newest checkpoint of the output folder if there is one; always: insist on one
+     * (--resume); never: set the folder's previous run aside and start afresh (--no-resume).
+     */
+    resume: "auto" | "always" | "never";
     log_every: number;
     /** Reconstruction pictures every this many steps (0: never). */
     vis_every: number;
@@ -115,6 +121,7 @@ const SCHEMA: { [S in keyof PretrainConfig]: { [K in keyof PretrainConfig[S]]: L
     save_every: int(0),
     save_ckpt_freq: int(1),
     keep_last: int(1),
+    resume: str(["auto", "always", "never"]),
     log_every: int(1),
     vis_every: int(0),
     tensorboard: bool,
@@ -159,6 +166,7 @@ export function defaultConfig(): PretrainConfig {
       warmup_steps: 0,
       clip_grad: 0,
       scale_lr: false,
+      skip_nonfinite: 0,
     },
     train: {
       epochs: 1200,
@@ -170,6 +178,7 @@ export function defaultConfig(): PretrainConfig {
       save_every: 0,
       save_ckpt_freq: 10,
       keep_last: 3,
+      resume: "auto",
       log_every: 10,
       vis_every: 500,
       tensorboard: true,
@@ -195,6 +204,10 @@ export async function loadConfig(
   const cfg = defaultConfig();
   if (path) applyYaml(cfg, await readYamlFile(path), path);
   applyOverrides(cfg, overrides);
+  // A list given on the command line is the data to train on, whatever source the config file names.
+  if (overridesKey(overrides, "data.list") && !overridesKey(overrides, "data.source") && cfg.data.list) {
+    cfg.data.source = "list";
+  }
   if (cfg.data.source === "list" && !cfg.data.list) {
     throw new Error("No data: set data.list to a list file, or data.source to shapes (generated) or memory");
   }

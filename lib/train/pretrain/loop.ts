@@ -17,6 +17,7 @@ import { pretrainLoader } from "./data.ts";
 import { formatLine, type RunSummary, type StepMetrics } from "./metrics.ts";
 import { mfu, peakFlops, trainFlopsPerVideo } from "./mfu.ts";
 import { reconstructionGrid } from "./reconstruct.ts";
+import { checkPretrainMemory } from "../memory_estimate.ts";
 
 export type { LoopOptions } from "../loop.ts";
 export { formatLine, type RunSummary, type StepMetrics } from "./metrics.ts";
@@ -37,7 +38,9 @@ export async function* pretrain(
     progress: true,
     build(proc, globalBatch, say) {
       peak = proc.native.backend === "cuda" ? peakFlops(proc.native.deviceName()) : undefined;
-      const model = new VideoMAEPretrain(mc).allocate(proc.dtype).initialize(cfg.train.seed);
+      const declared = new VideoMAEPretrain(mc);
+      checkPretrainMemory(declared, cfg, proc.dtype, proc);
+      const model = declared.allocate(proc.dtype).initialize(cfg.train.seed);
       const opt = new AdamW(model.store, adamWOptions(cfg.optim, globalBatch));
       say(
         `model: ${mc.name}, ${
