@@ -8,7 +8,7 @@
  *   deno task mutants --jobs N        N mutants at a time, each in its own scratch copy (2)
  *   deno task mutants --list          the list, without running anything
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "../lib/task_cli.ts";
 import { type Mutant, MUTANTS } from "../tests/mutants.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -17,9 +17,7 @@ const SKIP = new Set([".git", ".tools", "node_modules", "runs", "build", ".carry
 /** Per mutant; a hung test counts as caught only if it is reported, so it fails the run instead. */
 const TIMEOUT_MS = 5 * 60_000;
 
-function usage(): string {
-  return "Usage: deno task mutants [--only ID,ID] [--jobs N] [--list]";
-}
+const USAGE = "usage: deno task mutants [--only ID,ID] [--jobs N] [--list]";
 
 async function copyTree(src: string, dst: string): Promise<void> {
   await Deno.mkdir(dst, { recursive: true });
@@ -114,25 +112,13 @@ async function runMutant(
 }
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      options: {
-        only: { type: "string" },
-        list: { type: "boolean", default: false },
-        jobs: { type: "string", default: "2" },
-        help: { type: "boolean" },
-      },
-    }));
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${usage()}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(usage());
-    Deno.exit(0);
-  }
+  const { values } = parseFlags("deno task mutants", USAGE, {
+    options: {
+      only: { type: "string" },
+      list: { type: "boolean", default: false },
+      jobs: { type: "string", default: "2" },
+    },
+  });
   let mutants = MUTANTS;
   if (values.only) {
     const wanted = values.only.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
