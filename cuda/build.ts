@@ -50,6 +50,15 @@ function mtime(path: string): number {
 export function isStale(target: NativeTarget): boolean {
   const built = mtime(libraryPath(target));
   if (built === 0) return true;
+  if (target === "host") {
+    let stamp = "";
+    try {
+      stamp = Deno.readTextFileSync(stampPath(target));
+    } catch {
+      return true;
+    }
+    if (stamp !== hostBuildStamp()) return true;
+  }
   return dependencies(target).some((f) => mtime(f) > built);
 }
 
@@ -64,6 +73,35 @@ function findNvcc(): string {
   return "nvcc";
 }
 
+/**
+ * The -march of the host build: `native` (the library is built on the machine that loads it, and rebuilt
+ * when that machine's CPU changes, see {@link isStale}), or VSWIFT_HOST_MARCH for a portable library,
+ * e.g. `x86-64-v3` (AVX2 + FMA) or `x86-64`. The choice changes speed, not results: the kernels use no
+ * contraction (ISO C mode keeps -ffp-contract=off) and fmaf rounds exactly with or without FMA hardware.
+ */
+export function hostMarch(): string {
+  return Deno.env.get("VSWIFT_HOST_MARCH") || "native";
+}
+
+/** What the host library was built for: the -march and, for `native`, this machine's CPU. */
+function hostBuildStamp(): string {
+  const march = hostMarch();
+  if (march !== "native") return `march ${march}\n`;
+  let cpu = "unknown";
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    const field = (name: string) => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1] ?? "";
+    cpu = `${field("model name")} | ${field("flags")}`;
+  } catch {
+    // No /proc: the stamp then only records the -march.
+  }
+  return `march native\n${cpu}\n`;
+}
+
+function stampPath(target: NativeTarget): string {
+  return `${libraryPath(target)}.stamp`;
+}
+
 /** The compiler command line for a target, writing to `output`. */
 export function compileCommand(target: NativeTarget, output: string): string[] {
   if (target === "host") {
@@ -71,8 +109,10 @@ export function compileCommand(target: NativeTarget, output: string): string[] {
       Deno.env.get("CC") ?? "gcc",
       "-std=c11",
       "-O3",
-      "-mavx2",
-      "-mfma",
+      `-march=${hostMarch()}`,
+      // Lets GCC if-convert the selects in the vectorised exp/GELU loops; values are unchanged (no code
+      // here reads the floating-point exception flags).
+      "-fno-trapping-math",
       "-fopenmp",
       "-fPIC",
       "-shared",
@@ -146,6 +186,7 @@ export async function buildNative(target: NativeTarget, opts: { quiet?: boolean 
     throw new Error(`Building the ${target} kernels failed (exit ${result.code}); ${HINTS[target]}\n${log}`);
   }
   await Deno.rename(tmp, out);
+  if (target === "host") await Deno.writeTextFile(stampPath(target), hostBuildStamp());
   if (!opts.quiet) console.error(`built ${out} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return out;
 }
