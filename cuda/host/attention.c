@@ -13,7 +13,6 @@
 #include <cblas.h>
 #include <inttypes.h>
 
-#include "fmath.h"
 #include "host.h"
 
 /* Queries per block: S and dP blocks of 2 x 64 x n f32 stay in L2 for n up to a few thousand. */

@@ -3,6 +3,7 @@
  * Nothing outside lib/ffi/ calls FFI.
  */
 import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda/build.ts";
+import { chooseOpenblasCore } from "./openblas_core.ts";
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
 
 export type Backend = NativeTarget;
@@ -210,6 +211,7 @@ function open(backend: Backend): Native {
   if (backend === "host" && Deno.env.get("OMP_WAIT_POLICY") === undefined) {
     Deno.env.set("OMP_WAIT_POLICY", "passive");
   }
+  if (backend === "host") chooseOpenblasCore();
   const lib = Deno.dlopen(path, SYMBOLS);
   const version = lib.symbols.vs_abi_version();
   if (version !== 1) {
