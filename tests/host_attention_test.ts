@@ -160,6 +160,49 @@ Deno.test("attention gives the same bits for 1 and 2 threads", () => {
   }
 });
 
+Deno.test("bf16 attention forward and backward agree with f32 within bf16 precision", () => {
+  const k = native();
+  const s = { b: 2, n: 70, heads: 2, hd: 8 };
+  const qkv = randn(rng, [s.b * s.n * 3 * s.heads * s.hd], 1.5);
+  const dout = randn(rng, [s.b * s.n * s.heads * s.hd]);
+  const low = [qkv, dout].map((t) => allocPersistent([t.numel], "bf16"));
+  const outs = [s.b * s.n * s.heads * s.hd, s.b * s.heads * s.n, qkv.numel].map((n, i) =>
+    allocPersistent([n], i === 1 ? "f32" : "bf16")
+  );
+  try {
+    for (let i = 0; i < 2; i++) k.call("vs_cast", 0, 1, low[i].numel, [qkv, dout][i].ptr, low[i].ptr, null);
+    const [out, lse, dqkv] = outs;
+    const { b, n, heads, hd } = s;
+    k.call("vs_attention_fwd", 1, b, n, heads, hd, 0.3, low[0].ptr, out.ptr, lse.ptr, null);
+    k.call(
+      "vs_attention_bwd",
+      1,
+      b,
+      n,
+      heads,
+      hd,
+      0.3,
+      low[0].ptr,
+      out.ptr,
+      low[1].ptr,
+      lse.ptr,
+      dqkv.ptr,
+      null,
+      0,
+      null,
+    );
+    // The reference sees the same bf16-rounded inputs, so only the output rounding separates them.
+    const want = reference(s, readFloats(low[0]), readFloats(low[1]), 0.3);
+    assert.ok(relErr(readFloats(out), want.out) < 1e-2, `bf16 out: ${relErr(readFloats(out), want.out)}`);
+    assert.ok(
+      relErr(readFloats(dqkv), want.dqkv) < 2e-2,
+      `bf16 dqkv: ${relErr(readFloats(dqkv), want.dqkv)}`,
+    );
+  } finally {
+    for (const t of [qkv, dout, ...low, ...outs]) freePersistent(t);
+  }
+});
+
 Deno.test("attention keeps a row of huge logits finite and a NaN input visible", () => {
   const s = { b: 1, n: 3, heads: 1, hd: 2 };
   const qkv = allocPersistent([s.n * 3 * s.hd], "f32");
