@@ -11,6 +11,17 @@ await openNative({ device: "host", quiet: true });
 /** One arena for all tests of a file; graphs reset it. */
 export const arena = new Arena(8 << 20);
 
+/** max |a - b| / max |b|: the difference relative to the reference's scale. */
+export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
 /** A persistent tensor of N(0, scale^2) values. */
 export function randn(rng: Rng, shape: number[], scale = 1, dtype: DType = "f32"): Tensor {
   const t = allocPersistent(shape, dtype);

@@ -8,7 +8,7 @@ import { native } from "../lib/ffi/native.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
 import { Rng } from "../lib/rng.ts";
 import { readFloats, type Tensor, writeTensor } from "../lib/tensor.ts";
-import { randn } from "./helpers.ts";
+import { maxRelDiff, randn } from "./helpers.ts";
 
 const rng = new Rng(5);
 
@@ -67,18 +67,18 @@ function reference(s: Shape, qkv: Float32Array, dout: Float32Array, scale: numbe
   return { out, dqkv };
 }
 
-/** Runs the forward and backward kernels (f32); returns out, lse and dqkv as read back. */
+/** Runs the forward and backward kernels in qkv's dtype; returns out, lse and dqkv as read back. */
 function runKernels(s: Shape, qkv: Tensor, dout: Tensor, scale: number) {
   const k = native();
   const { b, n, heads, hd } = s;
-  const out = allocPersistent([b * n * heads * hd], "f32");
+  const out = allocPersistent([b * n * heads * hd], qkv.dtype);
   const lse = allocPersistent([b * heads * n], "f32");
-  const dqkv = allocPersistent([qkv.numel], "f32");
+  const dqkv = allocPersistent([qkv.numel], qkv.dtype);
   try {
-    k.call("vs_attention_fwd", 0, b, n, heads, hd, scale, qkv.ptr, out.ptr, lse.ptr, null);
+    k.call("vs_attention_fwd", qkv.code, b, n, heads, hd, scale, qkv.ptr, out.ptr, lse.ptr, null);
     k.call(
       "vs_attention_bwd",
-      0,
+      qkv.code,
       b,
       n,
       heads,
@@ -99,15 +99,21 @@ function runKernels(s: Shape, qkv: Tensor, dout: Tensor, scale: number) {
   }
 }
 
-/** max |got - want| / max |want|: the error relative to the tensor's scale. */
-function relErr(got: Float32Array, want: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num = Math.max(num, Math.abs(got[i] - want[i]));
-    den = Math.max(den, Math.abs(want[i]));
+/** Random qkv (logits of a few units, so the softmax is far from uniform) and dout for a shape. */
+function inputs(s: Shape): { qkv: Tensor; dout: Tensor } {
+  return {
+    qkv: randn(rng, [s.b * s.n * 3 * s.heads * s.hd], 1.5),
+    dout: randn(rng, [s.b * s.n * s.heads * s.hd]),
+  };
+}
+
+/** Runs `fn` on the tensors, freeing them afterwards. */
+function using<T>(ts: Tensor[], fn: () => T): T {
+  try {
+    return fn();
+  } finally {
+    for (const t of ts) freePersistent(t);
   }
-  return num / den;
 }
 
 const SHAPES: Shape[] = [
@@ -122,20 +128,15 @@ const SHAPES: Shape[] = [
 for (const s of SHAPES) {
   Deno.test(`attention matches float64 at b ${s.b}, n ${s.n}, heads ${s.heads}, head_dim ${s.hd}`, () => {
     const scale = 1 / Math.sqrt(s.hd);
-    // Logits of a few units so that the softmax is far from uniform.
-    const qkv = randn(rng, [s.b * s.n * 3 * s.heads * s.hd], 1.5);
-    const dout = randn(rng, [s.b * s.n * s.heads * s.hd]);
-    try {
+    const { qkv, dout } = inputs(s);
+    using([qkv, dout], () => {
       const got = runKernels(s, qkv, dout, scale);
       const want = reference(s, readFloats(qkv), readFloats(dout), scale);
-      const eOut = relErr(got.out, want.out);
-      const eGrad = relErr(got.dqkv, want.dqkv);
+      const eOut = maxRelDiff(got.out, want.out);
+      const eGrad = maxRelDiff(got.dqkv, want.dqkv);
       assert.ok(eOut < 2e-6, `out is off by ${eOut} of its scale`);
       assert.ok(eGrad < 1e-5, `dqkv is off by ${eGrad} of its scale`);
-    } finally {
-      freePersistent(qkv);
-      freePersistent(dout);
-    }
+    });
   });
 }
 
@@ -143,64 +144,36 @@ Deno.test("attention gives the same bits for 1 and 2 threads", () => {
   const k = native();
   // Large enough for a team of 2 (the kernels go single-threaded below ~32k multiply-adds).
   const s = { b: 1, n: 150, heads: 3, hd: 16 };
-  const qkv = randn(rng, [s.b * s.n * 3 * s.heads * s.hd], 1.5);
-  const dout = randn(rng, [s.b * s.n * s.heads * s.hd]);
-  try {
-    k.call("vs_set_threads", 1);
-    const one = runKernels(s, qkv, dout, 0.25);
-    k.call("vs_set_threads", 2);
-    const two = runKernels(s, qkv, dout, 0.25);
-    assert.deepEqual(one.out, two.out);
-    assert.deepEqual(one.lse, two.lse);
-    assert.deepEqual(one.dqkv, two.dqkv);
-  } finally {
-    k.call("vs_set_threads", 0);
-    freePersistent(qkv);
-    freePersistent(dout);
-  }
+  const { qkv, dout } = inputs(s);
+  using([qkv, dout], () => {
+    try {
+      k.call("vs_set_threads", 1);
+      const one = runKernels(s, qkv, dout, 0.25);
+      k.call("vs_set_threads", 2);
+      const two = runKernels(s, qkv, dout, 0.25);
+      assert.deepEqual(one.out, two.out);
+      assert.deepEqual(one.lse, two.lse);
+      assert.deepEqual(one.dqkv, two.dqkv);
+    } finally {
+      k.call("vs_set_threads", 0);
+    }
+  });
 });
 
-Deno.test("bf16 attention forward and backward agree with f32 within bf16 precision", () => {
-  const k = native();
+Deno.test("bf16 attention forward and backward agree with float64 within bf16 precision", () => {
   const s = { b: 2, n: 70, heads: 2, hd: 8 };
-  const qkv = randn(rng, [s.b * s.n * 3 * s.heads * s.hd], 1.5);
-  const dout = randn(rng, [s.b * s.n * s.heads * s.hd]);
+  const { qkv, dout } = inputs(s);
   const low = [qkv, dout].map((t) => allocPersistent([t.numel], "bf16"));
-  const outs = [s.b * s.n * s.heads * s.hd, s.b * s.heads * s.n, qkv.numel].map((n, i) =>
-    allocPersistent([n], i === 1 ? "f32" : "bf16")
-  );
-  try {
-    for (let i = 0; i < 2; i++) k.call("vs_cast", 0, 1, low[i].numel, [qkv, dout][i].ptr, low[i].ptr, null);
-    const [out, lse, dqkv] = outs;
-    const { b, n, heads, hd } = s;
-    k.call("vs_attention_fwd", 1, b, n, heads, hd, 0.3, low[0].ptr, out.ptr, lse.ptr, null);
-    k.call(
-      "vs_attention_bwd",
-      1,
-      b,
-      n,
-      heads,
-      hd,
-      0.3,
-      low[0].ptr,
-      out.ptr,
-      low[1].ptr,
-      lse.ptr,
-      dqkv.ptr,
-      null,
-      0,
-      null,
-    );
-    // The reference sees the same bf16-rounded inputs, so only the output rounding separates them.
+  using([qkv, dout, ...low], () => {
+    for (let i = 0; i < 2; i++) {
+      native().call("vs_cast", 0, 1, low[i].numel, [qkv, dout][i].ptr, low[i].ptr, null);
+    }
+    const got = runKernels(s, low[0], low[1], 0.3);
+    // The reference sees the same bf16-rounded inputs, so only the kernels' bf16 rounding separates them.
     const want = reference(s, readFloats(low[0]), readFloats(low[1]), 0.3);
-    assert.ok(relErr(readFloats(out), want.out) < 1e-2, `bf16 out: ${relErr(readFloats(out), want.out)}`);
-    assert.ok(
-      relErr(readFloats(dqkv), want.dqkv) < 2e-2,
-      `bf16 dqkv: ${relErr(readFloats(dqkv), want.dqkv)}`,
-    );
-  } finally {
-    for (const t of [qkv, dout, ...low, ...outs]) freePersistent(t);
-  }
+    assert.ok(maxRelDiff(got.out, want.out) < 1e-2, `bf16 out: ${maxRelDiff(got.out, want.out)}`);
+    assert.ok(maxRelDiff(got.dqkv, want.dqkv) < 2e-2, `bf16 dqkv: ${maxRelDiff(got.dqkv, want.dqkv)}`);
+  });
 });
 
 Deno.test("attention keeps a row of huge logits finite and a NaN input visible", () => {

@@ -11,19 +11,9 @@ import { indexTensor } from "../lib/ops/tokens.ts";
 import { patchify, patchTarget, sinusoidTable, videoDims } from "../lib/ops/video.ts";
 import { Rng } from "../lib/rng.ts";
 import { readFloats, writeTensor } from "../lib/tensor.ts";
-import { arena, randn } from "./helpers.ts";
+import { arena, maxRelDiff, randn } from "./helpers.ts";
 
 const rng = new Rng(21);
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 Deno.test("bf16 rounds to nearest even, in TypeScript and in the kernels alike", () => {
   const xs = [1 + 2 ** -8, 1 + 3 * 2 ** -9, 1 + 3 * 2 ** -8, -2.5, 3.14159, 65504.7, 1e-30];
