@@ -7,7 +7,8 @@
  */
 import { parseArgs } from "node:util";
 
-export type NativeTarget = "host" | "cuda";
+/** host and cuda: the two builds of vswift.h; decode: the in-process video decoder (FFmpeg's libraries). */
+export type NativeTarget = "host" | "cuda" | "decode";
 
 const ROOT = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(ROOT.pathname);
@@ -29,11 +30,13 @@ function listSources(dir: string, exts: string[]): string[] {
 
 /** Compiled sources of a target (translation units only). */
 export function nativeSources(target: NativeTarget): string[] {
-  return target === "host" ? listSources("host", [".c"]) : listSources("gpu", [".cu"]);
+  if (target === "cuda") return listSources("gpu", [".cu"]);
+  return listSources(target, [".c"]);
 }
 
 /** Every file whose change makes the library stale (sources, private headers and the ABI header). */
 function dependencies(target: NativeTarget): string[] {
+  if (target === "decode") return listSources("decode", [".c", ".h"]);
   const dir = target === "host" ? "host" : "gpu";
   return [`${rootPath}cuda/vswift.h`, ...listSources(dir, [".c", ".cu", ".h", ".cuh"])];
 }
@@ -104,6 +107,32 @@ function stampPath(target: NativeTarget): string {
 
 /** The compiler command line for a target, writing to `output`. */
 export function compileCommand(target: NativeTarget, output: string): string[] {
+  if (target === "decode") {
+    // Linked at build time against Debian's FFmpeg libraries; a machine without their -dev packages
+    // fails this build and the loader keeps one ffmpeg process per clip.
+    return [
+      Deno.env.get("CC") ?? "gcc",
+      "-std=c11",
+      "-O2",
+      "-fPIC",
+      "-shared",
+      "-fvisibility=hidden",
+      "-Wall",
+      "-Wextra",
+      "-Wno-unused-parameter",
+      "-Werror",
+      "-o",
+      output,
+      ...nativeSources("decode"),
+      "-lavformat",
+      "-lavcodec",
+      "-lswscale",
+      "-lavutil",
+      "-lm",
+      "-Wl,--no-undefined",
+      "-Wl,-z,nodelete",
+    ];
+  }
   if (target === "host") {
     return [
       Deno.env.get("CC") ?? "gcc",
@@ -160,6 +189,8 @@ export function compileCommand(target: NativeTarget, output: string): string[] {
 const HINTS: Record<NativeTarget, string> = {
   host: "the host build needs gcc with OpenMP and OpenBLAS: apt-get install gcc libopenblas-dev",
   cuda: "the CUDA build needs nvcc (CUDA 12 or 13) on PATH, in CUDA_HOME or at /usr/local/cuda",
+  decode:
+    "the in-process decoder needs gcc and FFmpeg's development files: apt-get install libavformat-dev libavcodec-dev libswscale-dev libavutil-dev",
 };
 
 /**
@@ -193,8 +224,8 @@ export async function buildNative(target: NativeTarget, opts: { quiet?: boolean 
 }
 
 /** Builds the host library when it is missing or stale; returns its path. */
-export async function ensureBuilt(target: NativeTarget): Promise<string> {
-  if (isStale(target)) await buildNative(target);
+export async function ensureBuilt(target: NativeTarget, opts: { quiet?: boolean } = {}): Promise<string> {
+  if (isStale(target)) await buildNative(target, opts);
   return libraryPath(target);
 }
 
@@ -204,8 +235,8 @@ if (import.meta.main) {
     options: { target: { type: "string", default: "host" }, force: { type: "boolean", default: false } },
   });
   const target = values.target as NativeTarget;
-  if (target !== "host" && target !== "cuda") {
-    console.error(`Unknown --target ${target}; use host or cuda`);
+  if (target !== "host" && target !== "cuda" && target !== "decode") {
+    console.error(`Unknown --target ${target}; use host, cuda or decode`);
     Deno.exit(2);
   }
   try {
