@@ -60,7 +60,7 @@ export function isStale(target: NativeTarget): boolean {
     } catch {
       return true;
     }
-    if (stamp !== hostBuildStamp()) return true;
+    if (stampMismatch(stamp)) return true;
   }
   return dependencies(target).some((f) => mtime(f) > built);
 }
@@ -86,19 +86,53 @@ export function hostMarch(): string {
   return Deno.env.get("VSWIFT_HOST_MARCH") || "native";
 }
 
+let cpuInfoCache: string | undefined | null = null;
+
+/**
+ * /proc/cpuinfo, or undefined where it cannot be read. Deno lets only --allow-all read it directly, so
+ * without that a `cat` child process reads it (tasks that build have --allow-run).
+ */
+export function cpuInfoText(): string | undefined {
+  if (cpuInfoCache !== null) return cpuInfoCache;
+  cpuInfoCache = undefined;
+  try {
+    cpuInfoCache = Deno.readTextFileSync("/proc/cpuinfo");
+  } catch {
+    try {
+      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stdout: "piped", stderr: "null" })
+        .outputSync();
+      if (out.success) cpuInfoCache = new TextDecoder().decode(out.stdout);
+    } catch {
+      // No /proc or no permission to run cat: the CPU stays unknown.
+    }
+  }
+  return cpuInfoCache;
+}
+
+/** This machine's CPU as the stamp records it (model and feature flags), or undefined when unknown. */
+function cpuIdentity(): string | undefined {
+  const info = cpuInfoText();
+  if (!info) return undefined;
+  const field = (name: string) => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1] ?? "";
+  return `${field("model name")} | ${field("flags")}`;
+}
+
 /** What the host library was built for: the -march and, for `native`, this machine's CPU. */
 function hostBuildStamp(): string {
   const march = hostMarch();
   if (march !== "native") return `march ${march}\n`;
-  let cpu = "unknown";
-  try {
-    const info = Deno.readTextFileSync("/proc/cpuinfo");
-    const field = (name: string) => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1] ?? "";
-    cpu = `${field("model name")} | ${field("flags")}`;
-  } catch {
-    // No /proc: the stamp then only records the -march.
-  }
-  return `march native\n${cpu}\n`;
+  return `march native\n${cpuIdentity() ?? "unknown"}\n`;
+}
+
+/**
+ * True when a stamp does not fit this machine: another -march, or for `native` another CPU. A process
+ * that cannot see the CPU accepts the recorded one rather than rebuilding.
+ */
+function stampMismatch(stamp: string): boolean {
+  const [march, cpu] = stamp.split("\n");
+  const want = hostBuildStamp().split("\n");
+  if (march !== want[0]) return true;
+  return march === "march native" && want[1] !== "unknown" && cpu !== want[1];
 }
 
 function stampPath(target: NativeTarget): string {

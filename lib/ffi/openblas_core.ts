@@ -9,6 +9,8 @@
  * so it never selects instructions the CPU lacks; a value already in the environment is left alone.
  */
 
+import { cpuInfoText } from "../../cuda/build.ts";
+
 /** The OpenBLAS core for a /proc/cpuinfo text, or undefined to leave the choice to OpenBLAS. */
 export function openblasCoreFor(cpuinfo: string): string | undefined {
   const flags = new Set(cpuinfo.match(/^flags\s*:\s*(.*)$/m)?.[1].split(/\s+/) ?? []);
@@ -22,12 +24,8 @@ export function openblasCoreFor(cpuinfo: string): string | undefined {
 /** Sets OPENBLAS_CORETYPE from this CPU's flags unless it is set already (x86-64 Linux only). */
 export function chooseOpenblasCore(): void {
   if (Deno.build.arch !== "x86_64" || Deno.env.get("OPENBLAS_CORETYPE") !== undefined) return;
-  let info: string;
-  try {
-    info = Deno.readTextFileSync("/proc/cpuinfo");
-  } catch {
-    return;
-  }
+  const info = cpuInfoText();
+  if (!info) return;
   const core = openblasCoreFor(info);
   if (core) Deno.env.set("OPENBLAS_CORETYPE", core);
 }
