@@ -139,60 +139,56 @@ function stampPath(target: NativeTarget): string {
   return `${libraryPath(target)}.stamp`;
 }
 
+/** gcc for a shared library of `sources`: warnings are errors, and `libs` are linked with no undefined symbols. */
+function gccShared(output: string, flags: string[], sources: string[], libs: string[]): string[] {
+  return [
+    Deno.env.get("CC") ?? "gcc",
+    "-std=c11",
+    ...flags,
+    "-fPIC",
+    "-shared",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Werror",
+    "-o",
+    output,
+    ...sources,
+    ...libs,
+    "-lm",
+    "-Wl,--no-undefined",
+    // Never unmapped: Deno unloads FFI libraries at exit while idle OpenMP workers still run in libgomp.
+    "-Wl,-z,nodelete",
+  ];
+}
+
 /** The compiler command line for a target, writing to `output`. */
 export function compileCommand(target: NativeTarget, output: string): string[] {
   if (target === "decode") {
     // Linked at build time against Debian's FFmpeg libraries; a machine without their -dev packages
     // fails this build and the loader keeps one ffmpeg process per clip.
-    return [
-      Deno.env.get("CC") ?? "gcc",
-      "-std=c11",
-      "-O2",
-      "-fPIC",
-      "-shared",
-      "-fvisibility=hidden",
-      "-Wall",
-      "-Wextra",
-      "-Wno-unused-parameter",
-      "-Werror",
-      "-o",
-      output,
-      ...nativeSources("decode"),
+    return gccShared(output, ["-O2", "-fvisibility=hidden"], nativeSources("decode"), [
       "-lavformat",
       "-lavcodec",
       "-lswscale",
       "-lavutil",
-      "-lm",
-      "-Wl,--no-undefined",
-      "-Wl,-z,nodelete",
-    ];
+    ]);
   }
   if (target === "host") {
-    return [
-      Deno.env.get("CC") ?? "gcc",
-      "-std=c11",
-      "-O3",
-      `-march=${hostMarch()}`,
-      // Let GCC if-convert the selects of the exp/GELU loops and inline sqrt in the AdamW loop, so that
-      // they vectorise. Values are unchanged: no code here reads the FP exception flags or errno.
-      "-fno-trapping-math",
-      "-fno-math-errno",
-      "-fopenmp",
-      "-fPIC",
-      "-shared",
-      "-Wall",
-      "-Wextra",
-      "-Wno-unused-parameter",
-      "-Werror",
-      "-o",
+    return gccShared(
       output,
-      ...nativeSources("host"),
-      "-lopenblas",
-      "-lm",
-      "-Wl,--no-undefined",
-      // Never unmapped: Deno unloads FFI libraries at exit while idle OpenMP workers still run in libgomp.
-      "-Wl,-z,nodelete",
-    ];
+      [
+        "-O3",
+        `-march=${hostMarch()}`,
+        // Let GCC if-convert the selects of the exp/GELU loops and inline sqrt in the AdamW loop, so that
+        // they vectorise. Values are unchanged: no code here reads the FP exception flags or errno.
+        "-fno-trapping-math",
+        "-fno-math-errno",
+        "-fopenmp",
+      ],
+      nativeSources("host"),
+      ["-lopenblas"],
+    );
   }
   return [
     findNvcc(),
