@@ -4,7 +4,8 @@
  * process per video, against ffmpeg decoding the same files alone (`ffmpeg -threads 1 -i f -f null -`,
  * one process per file, as many at once as the loader has workers), with repeated sampling 1 and 4.
  * The three alternate within each trial and medians of per-trial ratios are printed; `--decoders`
- * picks the loader's decoders (default inprocess,ffmpeg).
+ * picks the loader's decoders (default inprocess,ffmpeg). `--compare pyav` adds a VideoMAE-style
+ * loader on PyAV and torch's DataLoader with as many worker processes (bench/pyav_loader.py).
  *
  * Data: --list/--data-root, or by default the Kinetics sample clips of ../shared/data cut into 3 s chunks
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
@@ -17,6 +18,7 @@ import { ffmpegPath, runTool } from "../lib/data/ffmpeg.ts";
 import type { DecoderChoice } from "../lib/data/decode.ts";
 import { readList } from "../lib/data/list_file.ts";
 import { openDecoder } from "../lib/ffi/decode.ts";
+import { findPython } from "./torch_step.ts";
 import { VideoLoader } from "../lib/data/loader.ts";
 import { prepareDataset } from "../lib/data/prepare.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
@@ -39,6 +41,7 @@ const { values: a } = parseArgs({
     trials: { type: "string", default: "3" },
     "pixel-format": { type: "string", default: "yuv420p" },
     decoders: { type: "string", default: "inprocess,ffmpeg" },
+    compare: { type: "string" },
   },
 });
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -189,6 +192,34 @@ async function loaderRate(
   };
 }
 
+/** The PyAV + DataLoader twin's clips/s and CPU ms per clip for repeated sampling k. */
+async function pyavRate(python: string, repeats: number): Promise<{ rate: number; cpu: number }> {
+  const spec = {
+    files,
+    frames: Number(a.frames),
+    stride: Number(a["sampling-rate"]),
+    size: Number(a["input-size"]),
+    repeats,
+    batch: Number(a.batch),
+    workers,
+    videos: videosWanted,
+  };
+  const script = decodeURIComponent(new URL("./pyav_loader.py", import.meta.url).pathname);
+  const out = await new Deno.Command(python, {
+    args: [script, JSON.stringify(spec)],
+    stdout: "piped",
+    stderr: "inherit",
+    env: { OMP_NUM_THREADS: "1" },
+  }).output();
+  if (!out.success) throw new Error(`${script} failed (exit ${out.code}; see its output above)`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
+if (a.compare !== undefined && a.compare !== "pyav") {
+  throw new RangeError(`--compare takes pyav, got ${a.compare}`);
+}
+const python = a.compare ? await findPython(["torch", "av"], "--compare pyav") : undefined;
+
 const arena = new Arena(64 << 20);
 const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
 const decoders = a.decoders.split(",") as DecoderChoice[];
@@ -218,9 +249,11 @@ for (const k of a.repeats.split(",").map(Number)) {
   await warmUp(k);
   const base: { rate: number; cpu: number }[] = [];
   const runs = new Map<DecoderChoice, Run[]>(decoders.map((d) => [d, []]));
+  const pyav: { rate: number; cpu: number }[] = [];
   for (let t = 0; t < trials; t++) {
     base.push(await ffmpegAlone(rounds));
     for (const d of decoders) runs.get(d)!.push(await loaderRate(k, t + 1, d));
+    if (python) pyav.push(await pyavRate(python, k));
   }
   console.log(
     `repeated sampling ${k}: ffmpeg alone ${median(base.map((b) => b.rate)).toFixed(1)} files/s, ` +
@@ -238,6 +271,18 @@ for (const k of a.repeats.split(",").map(Number)) {
       }); CPU per clip ${median(rs.map((r) => r.cpu)).toFixed(0)} ms: clips per CPU-second ${
         median(cpuRatios).toFixed(2)
       } x ffmpeg alone (per batch: waited ${m.waited.toFixed(0)} ms, kernels ${m.kernels.toFixed(0)} ms)`,
+    );
+  }
+  for (const [d, rs] of python ? runs : []) {
+    const rate = median(rs.map((r, i) => r.rate / pyav[i].rate));
+    const cpu = median(rs.map((r, i) => pyav[i].cpu / r.cpu));
+    console.log(
+      `  PyAV + DataLoader (${workers} workers): ${
+        median(pyav.map((p) => p.rate)).toFixed(1)
+      } clips/s, CPU ` +
+        `per clip ${median(pyav.map((p) => p.cpu)).toFixed(0)} ms; the loader ${
+          d === "inprocess" ? "in process" : "with ffmpeg processes"
+        } against it: ${rate.toFixed(2)} x clips/s, ${cpu.toFixed(2)} x clips per CPU-second`,
     );
   }
   const inproc = runs.get("inprocess");

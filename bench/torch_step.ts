@@ -13,11 +13,11 @@ export interface TorchStep {
 const SCRIPT = decodeURIComponent(new URL("./torch_step.py", import.meta.url).pathname);
 
 /**
- * The first python3 that imports torch: VSWIFT_PYTHON, then python3 on PATH, then Debian's
- * /usr/bin/python3 (python3-torch installs there, and a pyenv or venv python3 on PATH may shadow it).
- * Throws with what to install when none does.
+ * The first python3 that imports `modules`: VSWIFT_PYTHON, then python3 on PATH, then Debian's
+ * /usr/bin/python3 (python3-torch and python3-av install there, and a pyenv or venv python3 on PATH may
+ * shadow it). Throws with what to install when none does.
  */
-async function findTorchPython(): Promise<string> {
+export async function findPython(modules: string[], option: string): Promise<string> {
   const candidates = [Deno.env.get("VSWIFT_PYTHON"), "python3", "/usr/bin/python3"].filter((c): c is string =>
     !!c
   );
@@ -51,7 +51,7 @@ export async function startTorchStep(
   cfg: ModelConfig,
   opts: { batch: number; threads: number; maskRatio: number },
 ): Promise<TorchStep> {
-  const python = await findTorchPython();
+  const python = await findPython(["torch"], "--compare torch");
   const spec = JSON.stringify({
     ...cfg,
     batch: opts.batch,

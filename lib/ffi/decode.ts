@@ -63,11 +63,14 @@ export class NativeDecoder {
   async decode(c: DecodeCall): Promise<{ status: number; message: string }> {
     const worker = this.free.pop() ?? this.create();
     const err = new Uint8Array(512);
+    // Held in variables and touched after the call: the thread reads them while this function waits.
+    const path = new TextEncoder().encode(`${c.path}\0`);
+    const indices = BigInt64Array.from(c.indices.map(BigInt));
     try {
       const status = await this.lib.symbols.vsd_decode(
         worker,
-        new TextEncoder().encode(`${c.path}\0`),
-        BigInt64Array.from(c.indices.map(BigInt)),
+        path,
+        indices,
         c.indices.length,
         c.seek ? 1 : 0,
         c.fps,
@@ -82,6 +85,7 @@ export class NativeDecoder {
         err,
         err.length,
       );
+      keepAlive(path, indices, c.out);
       const end = err.indexOf(0);
       return { status, message: new TextDecoder().decode(err.subarray(0, end < 0 ? err.length : end)) };
     } finally {
@@ -102,6 +106,11 @@ export class NativeDecoder {
     this.free.length = 0;
     this.lib.close();
   }
+}
+
+/** Keeps buffers reachable until this point (a nonblocking call's arguments). */
+function keepAlive(...buffers: ArrayBufferView[]): void {
+  if (buffers.some((b) => b.byteLength < 0)) throw new Error("unreachable");
 }
 
 let opened: Promise<{ decoder?: NativeDecoder; why: string }> | undefined;
