@@ -5,7 +5,9 @@
  * B x 1568 rows) Linear layers, forward and both backward GEMMs, against the best of a large square
  * GEMM; attention TFLOP/s forward and backward at N = 152 and 1568 (head dim 64); LayerNorm and AdamW
  * GB/s against a device-to-device copy. `--record` writes the table to bench/results/.
- * On the host build the shapes shrink (`--batch`) so that it finishes in reasonable time.
+ * On the host build the shapes shrink (`--batch`) so that it finishes in reasonable time, and the
+ * kernels run in f32, the dtype host training uses (`--dtype` to choose). `--only attention,gemm`
+ * limits the run to some sections (gemm, attention, layernorm, adamw).
  */
 import { native, openNative } from "../lib/ffi/native.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
@@ -21,6 +23,8 @@ const { values } = parseFlags("deno task bench:kernels", USAGE, {
     batch: { type: "string" },
     record: { type: "boolean", default: false },
     iters: { type: "string", default: "10" },
+    dtype: { type: "string" },
+    only: { type: "string" },
   },
 });
 const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
@@ -31,10 +35,20 @@ if (!Number.isInteger(batch) || batch < 1) {
   throw new RangeError(`--batch must be a positive integer, got ${values.batch}`);
 }
 const device = n.deviceName();
-console.log(`kernels on ${device}, batch ${batch}\n`);
-
 const BF16 = 1;
 const F32 = 0;
+const dtypeName = values.dtype ?? (gpu ? "bf16" : "f32");
+if (dtypeName !== "f32" && dtypeName !== "bf16") {
+  throw new RangeError(`--dtype must be f32 or bf16, got ${dtypeName}`);
+}
+/** The dtype of the activations and weights under test. */
+const DT = dtypeName === "bf16" ? BF16 : F32;
+const SECTIONS = ["gemm", "attention", "layernorm", "adamw"];
+const only = values.only?.split(",") ?? SECTIONS;
+for (const s of only) {
+  if (!SECTIONS.includes(s)) throw new RangeError(`--only takes ${SECTIONS.join(", ")}, got ${s}`);
+}
+console.log(`kernels on ${device}, batch ${batch}, ${dtypeName}\n`);
 const lines: string[] = [];
 const row = (name: string, value: string, ceiling = "") => {
   const line = `| ${name} | ${value} | ${ceiling} |`;
@@ -47,7 +61,7 @@ const flops = (perSecond: number) =>
   perSecond >= 1e12 ? `${(perSecond / 1e12).toFixed(1)} TFLOP/s` : `${(perSecond / 1e9).toFixed(1)} GFLOP/s`;
 
 const live: Tensor[] = [];
-function buf(numel: number, dtype: "f32" | "bf16" | "u8" = "bf16"): Tensor {
+function buf(numel: number, dtype: "f32" | "bf16" | "u8" = dtypeName as "f32" | "bf16"): Tensor {
   const t = allocPersistent([numel], dtype);
   memset(t.ptr, 0x3c, t.bytes); // small finite values in both f32 and bf16
   live.push(t);
@@ -63,7 +77,7 @@ function gemmTflops(
   k: number,
   ta: number,
   tb: number,
-  cDtype = BF16,
+  cDtype = DT,
   beta = 0,
 ): number {
   const a = buf(m * k);
@@ -73,7 +87,7 @@ function gemmTflops(
     () =>
       native().call(
         "vs_gemm",
-        BF16,
+        DT,
         cDtype,
         ta,
         tb,
@@ -106,7 +120,7 @@ const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyByt
 freeAll();
 // A copy reads and writes every byte.
 const copyGBs = (2 * copyBytes) / (copyMs * 1e6);
-row(`GEMM ceiling: bf16 ${sq}^3`, flops(ceilingGemm));
+row(`GEMM ceiling: ${dtypeName} ${sq}^3`, flops(ceilingGemm));
 row(`copy ceiling: ${copyBytes >> 20} MiB device to device`, `${copyGBs.toFixed(0)} GB/s`);
 
 const shapes: [string, number, number, number][] = [
@@ -118,7 +132,7 @@ const shapes: [string, number, number, number][] = [
   ["decoder fc1", batch * 1568, 1536, 384],
   ["decoder fc2", batch * 1568, 384, 1536],
 ];
-for (const [name, m, out, inp] of shapes) {
+for (const [name, m, out, inp] of only.includes("gemm") ? shapes : []) {
   const pct = (t: number) => `${((100 * t) / ceilingGemm).toFixed(0)}% of ceiling`;
   const fwd = gemmTflops(m, out, inp, 0, 1);
   row(`GEMM ${name} fwd (${m}x${out}x${inp})`, flops(fwd), pct(fwd));
@@ -128,7 +142,8 @@ for (const [name, m, out, inp] of shapes) {
   row(`GEMM ${name} dW (f32 accumulate)`, flops(dw), pct(dw));
 }
 
-for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]] as const) {
+const attentionShapes = [["encoder", 152, 12], ["decoder", 1568, 6]] as const;
+for (const [label, tokens, heads] of only.includes("attention") ? attentionShapes : []) {
   const d = 64;
   const b = gpu ? batch : 1;
   const qkv = buf(b * tokens * 3 * heads * d);
@@ -136,13 +151,12 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
   const dout = buf(b * tokens * heads * d);
   const dqkv = buf(b * tokens * 3 * heads * d);
   const lse = buf(b * heads * tokens, "f32");
-  const wsBytes = native().attentionWorkspaceBytes(BF16, b, tokens, heads, d);
+  const wsBytes = native().attentionWorkspaceBytes(DT, b, tokens, heads, d);
   const ws = buf(Math.max(wsBytes, 1), "u8");
   const scale = 1 / Math.sqrt(d);
   const fwdFlops = 4 * b * heads * tokens * tokens * d;
   const fwd = timeMs(
-    () =>
-      native().call("vs_attention_fwd", BF16, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, null),
+    () => native().call("vs_attention_fwd", DT, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, null),
     {
       iters,
     },
@@ -152,7 +166,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
     () =>
       native().call(
         "vs_attention_bwd",
-        BF16,
+        DT,
         b,
         tokens,
         heads,
@@ -171,10 +185,11 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
   );
   // The backward does 2.5x the forward's matmul work (five N x N x d products against two).
   row(`attention bwd ${label} N=${tokens} B=${b} H=${heads} d=64`, flops((2.5 * fwdFlops) / (bwd * 1e-3)));
+  row(`attention fwd+bwd ${label}`, flops((3.5 * fwdFlops) / ((fwd + bwd) * 1e-3)));
   freeAll();
 }
 
-{
+if (only.includes("layernorm")) {
   const rows = batch * 1568;
   const cols = 384;
   const x = buf(rows * cols);
@@ -189,7 +204,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
     () =>
       native().call(
         "vs_layernorm_fwd",
-        BF16,
+        DT,
         rows,
         cols,
         1e-6,
@@ -206,18 +221,18 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
     { iters },
   );
   // Reads x and the residual, writes their sum and the normalised output.
-  const gbs = (4 * rows * cols * 2) / (ms * 1e6);
+  const gbs = (4 * rows * cols * (DT === BF16 ? 2 : 4)) / (ms * 1e6);
   row(
-    `layernorm+residual fwd bf16 ${rows}x${cols}`,
+    `layernorm+residual fwd ${dtypeName} ${rows}x${cols}`,
     `${gbs.toFixed(0)} GB/s`,
     `${((100 * gbs) / copyGBs).toFixed(0)}% of copy`,
   );
   freeAll();
 }
-{
+if (only.includes("adamw")) {
   const count = gpu ? 94_211_328 : 4_000_000;
   const p = buf(count, "f32");
-  const copy = buf(count);
+  const copy = buf(count, "bf16");
   const gr = buf(count, "f32");
   const m = buf(count, "f32");
   const v = buf(count, "f32");
@@ -256,7 +271,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
 
 if (values.record) {
   const body =
-    `batch ${batch}, ${iters} timed iterations after 3 warm-up calls\n\n| kernel | throughput | against the ceiling |\n| --- | --- | --- |\n${
+    `batch ${batch}, ${dtypeName}, ${iters} timed iterations after 3 warm-up calls\n\n| kernel | throughput | against the ceiling |\n| --- | --- | --- |\n${
       lines.join("\n")
     }`;
   console.log(`\nrecorded in ${await recordResult("kernels", device, body)}`);

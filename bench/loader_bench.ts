@@ -1,7 +1,11 @@
 /**
- * `deno task bench:loader`: clips per second of the VideoLoader (decode + sample + crop/resize/normalise
- * into a batch) against ffmpeg decoding the same files alone (`ffmpeg -threads 1 -i f -f null -`, one
- * process per file, as many at once as the loader has workers), with repeated sampling 1 and 4.
+ * `deno task bench:loader`: clips per second and CPU per clip of the VideoLoader (decode + sample +
+ * crop/resize/normalise into a batch) with each decoder, in process (FFmpeg's libraries) and one ffmpeg
+ * process per video, against ffmpeg decoding the same files alone (`ffmpeg -threads 1 -i f -f null -`,
+ * one process per file, as many at once as the loader has workers), with repeated sampling 1 and 4.
+ * The three alternate within each trial and medians of per-trial ratios are printed; `--decoders`
+ * picks the loader's decoders (default inprocess,ffmpeg). `--compare pyav` adds a VideoMAE-style
+ * loader on PyAV and torch's DataLoader with as many worker processes (bench/pyav_loader.py).
  *
  * Data: --list/--data-root, or by default the Kinetics sample clips of ../shared/data cut into 3 s chunks
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
@@ -10,7 +14,10 @@
 import { openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
 import { ffmpegPath, runTool } from "../lib/data/ffmpeg.ts";
+import type { DecoderChoice } from "../lib/data/decode.ts";
 import { readList } from "../lib/data/list_file.ts";
+import { openDecoder } from "../lib/ffi/decode.ts";
+import { findPython } from "./torch_step.ts";
 import { VideoLoader } from "../lib/data/loader.ts";
 import { prepareDataset } from "../lib/data/prepare.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
@@ -36,6 +43,8 @@ const { values: a } = parseFlags("deno task bench:loader", USAGE, {
     device: { type: "string", default: "host" },
     trials: { type: "string", default: "3" },
     "pixel-format": { type: "string", default: "yuv420p" },
+    decoders: { type: "string", default: "inprocess,ffmpeg" },
+    compare: { type: "string" },
   },
 });
 const root = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -119,8 +128,9 @@ async function ffmpegAlone(rounds: number): Promise<{ rate: number; cpu: number 
   return { rate: jobs.length / secs, cpu: (c1.children - c0.children + c1.self - c0.self) / jobs.length };
 }
 
-function loaderOptions(repeats: number, seed: number) {
+function loaderOptions(repeats: number, seed: number, decoder: DecoderChoice = "auto") {
   return {
+    decoder,
     list: data.list,
     dataRoot: data.dataRoot || undefined,
     mode: "pretrain" as const,
@@ -158,8 +168,9 @@ async function warmUp(repeats: number): Promise<void> {
 async function loaderRate(
   repeats: number,
   seed: number,
+  decoder: DecoderChoice,
 ): Promise<{ rate: number; cpu: number; waited: number; kernels: number }> {
-  const opts = loaderOptions(repeats, seed);
+  const opts = loaderOptions(repeats, seed, decoder);
   const steps = Math.max(2, Math.round(videosWanted / (opts.batchSize / repeats)));
   const loader = new VideoLoader(opts);
   for (let i = 0; i < 3; i++) {
@@ -184,36 +195,109 @@ async function loaderRate(
   };
 }
 
+/** The PyAV + DataLoader twin's clips/s and CPU ms per clip for repeated sampling k. */
+async function pyavRate(python: string, repeats: number): Promise<{ rate: number; cpu: number }> {
+  const spec = {
+    files,
+    frames: Number(a.frames),
+    stride: Number(a["sampling-rate"]),
+    size: Number(a["input-size"]),
+    repeats,
+    batch: Number(a.batch),
+    workers,
+    videos: videosWanted,
+  };
+  const script = decodeURIComponent(new URL("./pyav_loader.py", import.meta.url).pathname);
+  const out = await new Deno.Command(python, {
+    args: [script, JSON.stringify(spec)],
+    stdout: "piped",
+    stderr: "inherit",
+    env: { OMP_NUM_THREADS: "1" },
+  }).output();
+  if (!out.success) throw new Error(`${script} failed (exit ${out.code}; see its output above)`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
+if (a.compare !== undefined && a.compare !== "pyav") {
+  throw new RangeError(`--compare takes pyav, got ${a.compare}`);
+}
+const python = a.compare ? await findPython(["torch", "av"], "--compare pyav") : undefined;
+
 const arena = new Arena(64 << 20);
 const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
-console.log(`data: ${data.what} (${files.length} files); ${workers} decode processes; ${Deno.build.arch}`);
+const decoders = a.decoders.split(",") as DecoderChoice[];
+for (const d of decoders) {
+  if (d !== "inprocess" && d !== "ffmpeg") {
+    throw new RangeError(`--decoders takes inprocess and ffmpeg, got ${d}`);
+  }
+}
+if (decoders.includes("inprocess")) {
+  const { decoder, why } = await openDecoder();
+  if (!decoder) {
+    console.log(`the in-process decoder is unavailable (${why}): measuring the ffmpeg processes only`);
+    decoders.splice(decoders.indexOf("inprocess"), 1);
+  }
+}
+console.log(`data: ${data.what} (${files.length} files); ${workers} decode workers; ${Deno.build.arch}`);
 console.log(
   `clip: ${a.frames} frames, stride ${a["sampling-rate"]}, decoded at short side ${a["short-side"]}, ` +
-    `multi-scale crop to ${a["input-size"]}, ${a.dtype} output, ffmpeg pipes ${a["pixel-format"]}`,
+    `multi-scale crop to ${a["input-size"]}, ${a.dtype} output, decoded to ${a["pixel-format"]}`,
 );
 const rounds = Math.max(1, Math.round(videosWanted / files.length));
 const trials = Number(a.trials);
-// Other work on the machine moves both figures; baseline and loader alternate, and the median of the
-// per-trial ratios is reported.
+type Run = { rate: number; cpu: number; waited: number; kernels: number };
+// Other work on the machine moves every figure; the baseline and the loaders alternate within a trial,
+// and medians of the per-trial ratios are reported.
 for (const k of a.repeats.split(",").map(Number)) {
   await warmUp(k);
   const base: { rate: number; cpu: number }[] = [];
-  const runs: { rate: number; cpu: number; waited: number; kernels: number }[] = [];
+  const runs = new Map<DecoderChoice, Run[]>(decoders.map((d) => [d, []]));
+  const pyav: { rate: number; cpu: number }[] = [];
   for (let t = 0; t < trials; t++) {
     base.push(await ffmpegAlone(rounds));
-    runs.push(await loaderRate(k, t + 1));
+    for (const d of decoders) runs.get(d)!.push(await loaderRate(k, t + 1, d));
+    if (python) pyav.push(await pyavRate(python, k));
   }
-  const ratios = runs.map((r, i) => r.rate / base[i].rate);
-  const cpuRatios = runs.map((r, i) => base[i].cpu / r.cpu);
-  const m = runs[ratios.indexOf(median(ratios))];
   console.log(
-    `repeated sampling ${k}: ffmpeg alone ${median(base.map((b) => b.rate)).toFixed(1)} files/s, loader ` +
-      `${median(runs.map((r) => r.rate)).toFixed(1)} clips/s: ${median(ratios).toFixed(2)} x (trials ` +
-      `${ratios.map((r) => r.toFixed(2)).join(", ")}); CPU per file ${
-        median(base.map((b) => b.cpu)).toFixed(0)
-      } ms, ` +
-      `per clip ${median(runs.map((r) => r.cpu)).toFixed(0)} ms: ${median(cpuRatios).toFixed(2)} x ` +
-      `(per batch: waited ${m.waited.toFixed(0)} ms, kernels ${m.kernels.toFixed(0)} ms)`,
+    `repeated sampling ${k}: ffmpeg alone ${median(base.map((b) => b.rate)).toFixed(1)} files/s, ` +
+      `CPU per file ${median(base.map((b) => b.cpu)).toFixed(0)} ms`,
   );
+  for (const [d, rs] of runs) {
+    const ratios = rs.map((r, i) => r.rate / base[i].rate);
+    const cpuRatios = rs.map((r, i) => base[i].cpu / r.cpu);
+    const m = rs[ratios.indexOf(median(ratios))];
+    console.log(
+      `  loader, ${d === "inprocess" ? "in process" : "ffmpeg processes"}: ${
+        median(rs.map((r) => r.rate)).toFixed(1)
+      } clips/s, ${median(ratios).toFixed(2)} x ffmpeg alone (trials ${
+        ratios.map((r) => r.toFixed(2)).join(", ")
+      }); CPU per clip ${median(rs.map((r) => r.cpu)).toFixed(0)} ms: clips per CPU-second ${
+        median(cpuRatios).toFixed(2)
+      } x ffmpeg alone (per batch: waited ${m.waited.toFixed(0)} ms, kernels ${m.kernels.toFixed(0)} ms)`,
+    );
+  }
+  for (const [d, rs] of python ? runs : []) {
+    const rate = median(rs.map((r, i) => r.rate / pyav[i].rate));
+    const cpu = median(rs.map((r, i) => pyav[i].cpu / r.cpu));
+    console.log(
+      `  PyAV + DataLoader (${workers} workers): ${
+        median(pyav.map((p) => p.rate)).toFixed(1)
+      } clips/s, CPU ` +
+        `per clip ${median(pyav.map((p) => p.cpu)).toFixed(0)} ms; the loader ${
+          d === "inprocess" ? "in process" : "with ffmpeg processes"
+        } against it: ${rate.toFixed(2)} x clips/s, ${cpu.toFixed(2)} x clips per CPU-second`,
+    );
+  }
+  const inproc = runs.get("inprocess");
+  const proc = runs.get("ffmpeg");
+  if (inproc && proc) {
+    const cpu = median(inproc.map((r, i) => proc[i].cpu / r.cpu));
+    const rate = median(inproc.map((r, i) => r.rate / proc[i].rate));
+    console.log(
+      `  in process against ffmpeg processes: ${rate.toFixed(2)} x clips/s, ${
+        cpu.toFixed(2)
+      } x clips per CPU-second`,
+    );
+  }
 }
 arena.dispose();

@@ -7,7 +7,8 @@
  */
 import { parseArgs } from "node:util";
 
-export type NativeTarget = "host" | "cuda";
+/** host and cuda: the two builds of vswift.h; decode: the in-process video decoder (FFmpeg's libraries). */
+export type NativeTarget = "host" | "cuda" | "decode";
 
 const ROOT = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(ROOT.pathname);
@@ -29,11 +30,13 @@ function listSources(dir: string, exts: string[]): string[] {
 
 /** Compiled sources of a target (translation units only). */
 export function nativeSources(target: NativeTarget): string[] {
-  return target === "host" ? listSources("host", [".c"]) : listSources("gpu", [".cu"]);
+  if (target === "cuda") return listSources("gpu", [".cu"]);
+  return listSources(target, [".c"]);
 }
 
 /** Every file whose change makes the library stale (sources, private headers and the ABI header). */
 function dependencies(target: NativeTarget): string[] {
+  if (target === "decode") return listSources("decode", [".c", ".h"]);
   const dir = target === "host" ? "host" : "gpu";
   return [`${rootPath}cuda/vswift.h`, ...listSources(dir, [".c", ".cu", ".h", ".cuh"])];
 }
@@ -50,6 +53,15 @@ function mtime(path: string): number {
 export function isStale(target: NativeTarget): boolean {
   const built = mtime(libraryPath(target));
   if (built === 0) return true;
+  if (target === "host") {
+    let stamp = "";
+    try {
+      stamp = Deno.readTextFileSync(stampPath(target));
+    } catch {
+      return true;
+    }
+    if (stampMismatch(stamp)) return true;
+  }
   return dependencies(target).some((f) => mtime(f) > built);
 }
 
@@ -64,31 +76,119 @@ function findNvcc(): string {
   return "nvcc";
 }
 
+/**
+ * The -march of the host build: `native` (the library is built on the machine that loads it, and rebuilt
+ * when that machine's CPU changes, see {@link isStale}), or VSWIFT_HOST_MARCH for a portable library,
+ * e.g. `x86-64-v3` (AVX2 + FMA) or `x86-64`. The choice changes speed, not results: the kernels use no
+ * contraction (ISO C mode keeps -ffp-contract=off) and fmaf rounds exactly with or without FMA hardware.
+ */
+export function hostMarch(): string {
+  return Deno.env.get("VSWIFT_HOST_MARCH") || "native";
+}
+
+let cpuInfoCache: string | undefined | null = null;
+
+/**
+ * /proc/cpuinfo, or undefined where it cannot be read. Deno lets only --allow-all read it directly, so
+ * without that a `cat` child process reads it (tasks that build have --allow-run).
+ */
+export function cpuInfoText(): string | undefined {
+  if (cpuInfoCache !== null) return cpuInfoCache;
+  cpuInfoCache = undefined;
+  try {
+    cpuInfoCache = Deno.readTextFileSync("/proc/cpuinfo");
+  } catch {
+    try {
+      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stdout: "piped", stderr: "null" })
+        .outputSync();
+      if (out.success) cpuInfoCache = new TextDecoder().decode(out.stdout);
+    } catch {
+      // No /proc or no permission to run cat: the CPU stays unknown.
+    }
+  }
+  return cpuInfoCache;
+}
+
+/** This machine's CPU as the stamp records it (model and feature flags), or undefined when unknown. */
+function cpuIdentity(): string | undefined {
+  const info = cpuInfoText();
+  if (!info) return undefined;
+  const field = (name: string) => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1] ?? "";
+  return `${field("model name")} | ${field("flags")}`;
+}
+
+/** What the host library was built for: the -march and, for `native`, this machine's CPU. */
+function hostBuildStamp(): string {
+  const march = hostMarch();
+  if (march !== "native") return `march ${march}\n`;
+  return `march native\n${cpuIdentity() ?? "unknown"}\n`;
+}
+
+/**
+ * True when a stamp does not fit this machine: another -march, or for `native` another CPU. A process
+ * that cannot see the CPU accepts the recorded one rather than rebuilding.
+ */
+function stampMismatch(stamp: string): boolean {
+  const [march, cpu] = stamp.split("\n");
+  const want = hostBuildStamp().split("\n");
+  if (march !== want[0]) return true;
+  return march === "march native" && want[1] !== "unknown" && cpu !== want[1];
+}
+
+function stampPath(target: NativeTarget): string {
+  return `${libraryPath(target)}.stamp`;
+}
+
+/** gcc for a shared library of `sources`: warnings are errors, and `libs` are linked with no undefined symbols. */
+function gccShared(output: string, flags: string[], sources: string[], libs: string[]): string[] {
+  return [
+    Deno.env.get("CC") ?? "gcc",
+    "-std=c11",
+    ...flags,
+    "-fPIC",
+    "-shared",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Werror",
+    "-o",
+    output,
+    ...sources,
+    ...libs,
+    "-lm",
+    "-Wl,--no-undefined",
+    // Never unmapped: Deno unloads FFI libraries at exit while idle OpenMP workers still run in libgomp.
+    "-Wl,-z,nodelete",
+  ];
+}
+
 /** The compiler command line for a target, writing to `output`. */
 export function compileCommand(target: NativeTarget, output: string): string[] {
+  if (target === "decode") {
+    // Linked at build time against Debian's FFmpeg libraries; a machine without their -dev packages
+    // fails this build and the loader keeps one ffmpeg process per clip.
+    return gccShared(output, ["-O2", "-fvisibility=hidden"], nativeSources("decode"), [
+      "-lavformat",
+      "-lavcodec",
+      "-lswscale",
+      "-lavutil",
+    ]);
+  }
   if (target === "host") {
-    return [
-      Deno.env.get("CC") ?? "gcc",
-      "-std=c11",
-      "-O3",
-      "-mavx2",
-      "-mfma",
-      "-fopenmp",
-      "-fPIC",
-      "-shared",
-      "-Wall",
-      "-Wextra",
-      "-Wno-unused-parameter",
-      "-Werror",
-      "-o",
+    return gccShared(
       output,
-      ...nativeSources("host"),
-      "-lopenblas",
-      "-lm",
-      "-Wl,--no-undefined",
-      // Never unmapped: Deno unloads FFI libraries at exit while idle OpenMP workers still run in libgomp.
-      "-Wl,-z,nodelete",
-    ];
+      [
+        "-O3",
+        `-march=${hostMarch()}`,
+        // Let GCC if-convert the selects of the exp/GELU loops and inline sqrt in the AdamW loop, so that
+        // they vectorise. Values are unchanged: no code here reads the FP exception flags or errno.
+        "-fno-trapping-math",
+        "-fno-math-errno",
+        "-fopenmp",
+      ],
+      nativeSources("host"),
+      ["-lopenblas"],
+    );
   }
   return [
     findNvcc(),
@@ -119,6 +219,8 @@ export function compileCommand(target: NativeTarget, output: string): string[] {
 const HINTS: Record<NativeTarget, string> = {
   host: "the host build needs gcc with OpenMP and OpenBLAS: apt-get install gcc libopenblas-dev",
   cuda: "the CUDA build needs nvcc (CUDA 12 or 13) on PATH, in CUDA_HOME or at /usr/local/cuda",
+  decode:
+    "the in-process decoder needs gcc and FFmpeg's development files: apt-get install libavformat-dev libavcodec-dev libswscale-dev libavutil-dev",
 };
 
 /**
@@ -146,13 +248,14 @@ export async function buildNative(target: NativeTarget, opts: { quiet?: boolean 
     throw new Error(`Building the ${target} kernels failed (exit ${result.code}); ${HINTS[target]}\n${log}`);
   }
   await Deno.rename(tmp, out);
+  if (target === "host") await Deno.writeTextFile(stampPath(target), hostBuildStamp());
   if (!opts.quiet) console.error(`built ${out} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return out;
 }
 
 /** Builds the host library when it is missing or stale; returns its path. */
-export async function ensureBuilt(target: NativeTarget): Promise<string> {
-  if (isStale(target)) await buildNative(target);
+export async function ensureBuilt(target: NativeTarget, opts: { quiet?: boolean } = {}): Promise<string> {
+  if (isStale(target)) await buildNative(target, opts);
   return libraryPath(target);
 }
 
@@ -162,8 +265,8 @@ if (import.meta.main) {
     options: { target: { type: "string", default: "host" }, force: { type: "boolean", default: false } },
   });
   const target = values.target as NativeTarget;
-  if (target !== "host" && target !== "cuda") {
-    console.error(`Unknown --target ${target}; use host or cuda`);
+  if (target !== "host" && target !== "cuda" && target !== "decode") {
+    console.error(`Unknown --target ${target}; use host, cuda or decode`);
     Deno.exit(2);
   }
   try {

@@ -107,15 +107,15 @@ export const MUTANTS: Mutant[] = [
   {
     id: "LayerNorm eps outside the square root",
     file: "cuda/host/layernorm.c",
-    find: "1.0 / sqrt(s2 / (double)cols + (double)eps);",
-    replace: "1.0 / (sqrt(s2 / (double)cols) + (double)eps);",
+    find: "1.0 / sqrt(sq_dev_lanes(v, cols, mu) / (double)cols + (double)eps);",
+    replace: "1.0 / (sqrt(sq_dev_lanes(v, cols, mu) / (double)cols) + (double)eps);",
     tests: FORWARD,
   },
   {
-    id: "GELU with a sign error inside erfc",
-    file: "cuda/host/host.h",
-    find: "return x * 0.5 * erfc(-x * 0.70710678118654752440);",
-    replace: "return x * 0.5 * erfc(x * 0.70710678118654752440);",
+    id: "GELU with the tails of Phi swapped",
+    file: "cuda/host/fmath.h",
+    find: "const double far = x < 0.0 ? half_erfc : 1.0 - half_erfc;",
+    replace: "const double far = x < 0.0 ? 1.0 - half_erfc : half_erfc;",
     tests: FORWARD,
   },
   {

@@ -1,13 +1,22 @@
-/* Non-causal softmax attention on the packed qkv layout, exact (no tiling approximations): every
- * logit is a double dot product of f32 values, softmax and the weighted sums are in double.
+/* Non-causal softmax attention on the packed qkv layout, as blocked BLAS.
  *
- * Work is split by rows so that all threads stay busy even for one (batch, head): the forward and the
- * dq pass own one query row each, the dk/dv pass owns one key row each and recomputes the probabilities
- * it needs. That costs about 40% more arithmetic than a pass that scatters into dk/dv, but needs no
- * atomics or per-thread gradient copies and gives the same bits for any thread count. */
+ * For each (batch, head) and block of ATT_BQ queries: S = scale Q K^T with sgemm, an f32 softmax row by
+ * row (max, then a vectorised exp with the sum kept in double), O = P V with sgemm. Only a block of S
+ * (ATT_BQ x n per thread) exists at a time, so memory stays O(n) per head. The backward recomputes each
+ * block's probabilities once from the saved log-sum-exp and forms dV += P^T dO, dP = dO V^T,
+ * dS = P (dP - delta), dQ = scale dS K and dK += scale dS^T Q, all with sgemm.
+ *
+ * The blocks are fixed by the shape alone and each is computed by one thread with a single-threaded
+ * sgemm, so the bits do not depend on the thread count: the forward shares out (batch, head, query
+ * block) items; the backward shares out (batch, head) items, because dK and dV sum over every query
+ * block of the head and that sum is done in block order by the one thread that owns the head. */
+#include <cblas.h>
 #include <inttypes.h>
 
 #include "host.h"
+
+/* Queries per block: S and dP blocks of 2 x 64 x n f32 stay in L2 for n up to a few thousand. */
+#define ATT_BQ 64
 
 static int check_shape(const char* k, int dtype, int64_t b, int64_t n, int64_t heads, int64_t head_dim,
                        int64_t* qkv_numel, int64_t* out_numel, int64_t* lse_numel) {
@@ -18,6 +27,11 @@ static int check_shape(const char* k, int dtype, int64_t b, int64_t n, int64_t h
   }
   if (head_dim < 1) {
     return vs_fail(VS_ERR_ARG, "%s: head_dim must be >= 1, got %" PRId64, k, head_dim);
+  }
+  const int64_t blas_max = (int64_t)(((uint64_t)1 << (8 * sizeof(blasint) - 1)) - 1);
+  if (n > blas_max || 3 * heads * head_dim > blas_max) {
+    return vs_fail(VS_ERR_ARG, "%s: n %" PRId64 " or 3 * heads * head_dim %" PRId64 " exceed the BLAS size limit %" PRId64,
+                   k, n, 3 * heads * head_dim, blas_max);
   }
   *out_numel = *qkv_numel / 3;
   *lse_numel = b * heads * n;
@@ -36,16 +50,76 @@ int64_t vs_attention_workspace_bytes(int dtype, int64_t b, int64_t n, int64_t he
   return 0;
 }
 
-/* Views of the packed tensors, all f32: qkv (b, n, 3, heads, hd) and do (b, n, heads, hd). */
+/* Strided views of one (batch, head): row i of Q, K or V is base + i * ld. */
 typedef struct {
-  const float* qkv;
-  int64_t n;
-  int64_t heads;
-  int64_t hd;
-} packed;
+  const float* q;
+  const float* k;
+  const float* v;
+  int64_t ld; /* 3 heads hd: the qkv row stride */
+} head_view;
 
-static inline const float* qkv_row(const packed* p, int64_t bi, int64_t i, int which, int64_t h) {
-  return p->qkv + ((bi * p->n + i) * 3 + which) * p->heads * p->hd + h * p->hd;
+static head_view head_of(const float* qkv, int64_t bi, int64_t h, int64_t n, int64_t heads, int64_t hd) {
+  const float* base = qkv + bi * n * 3 * heads * hd + h * hd;
+  return (head_view){base, base + heads * hd, base + 2 * heads * hd, 3 * heads * hd};
+}
+
+/* OpenBLAS runs its own thread pool per call; inside our parallel regions every sgemm must run on the
+ * calling thread, both for speed (no nested pools fighting over 2 cores) and so that each block's bits
+ * are those of the single-threaded kernel whatever the thread count. The setting is process wide, so
+ * it is put back afterwards. */
+static int blas_serial_begin(void) {
+  const int t = openblas_get_num_threads();
+  if (t != 1) {
+    openblas_set_num_threads(1);
+  }
+  return t;
+}
+
+static void blas_serial_end(int saved) {
+  if (saved != 1) {
+    openblas_set_num_threads(saved);
+  }
+}
+
+/* row (n) := e^(row - max(row)); returns the sum of the new row, *shift the max. The sum is in double
+ * over 8 lanes so that the loop vectorises and loses nothing to f32 accumulation. */
+static double softmax_row_exp(float* row, int64_t n, float* shift) {
+  float mx8[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; l++) {
+      mx8[l] = row[j + l] > mx8[l] ? row[j + l] : mx8[l];
+    }
+  }
+  float mx = -INFINITY;
+  for (int l = 0; l < 8; l++) {
+    mx = mx8[l] > mx ? mx8[l] : mx;
+  }
+  for (; j < n; j++) {
+    mx = row[j] > mx ? row[j] : mx;
+  }
+  /* A row of -inf logits (only from -inf inputs) would otherwise give e^(-inf - -inf) = NaN. */
+  const float sh = mx == -INFINITY ? 0.0f : mx;
+  double sum8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (j = 0; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; l++) {
+      const float e = vs_expf(row[j + l] - sh);
+      row[j + l] = e;
+      sum8[l] += (double)e;
+    }
+  }
+  double sum = ((sum8[0] + sum8[4]) + (sum8[1] + sum8[5])) + ((sum8[2] + sum8[6]) + (sum8[3] + sum8[7]));
+  for (; j < n; j++) {
+    row[j] = vs_expf(row[j] - sh);
+    sum += (double)row[j];
+  }
+  *shift = sh;
+  return sum;
+}
+
+/* Threads for an attention call: about 4 n^2 hd multiply-adds per (batch, head). */
+static int attention_team(int64_t b, int64_t n, int64_t heads, int64_t hd) {
+  return vs_team((int64_t)fmin(4.0 * (double)b * (double)heads * (double)n * (double)n * (double)hd, 1e18));
 }
 
 int vs_attention_fwd(int dtype, int64_t b, int64_t n, int64_t heads, int64_t head_dim, float scale,
@@ -71,57 +145,68 @@ int vs_attention_fwd(int dtype, int64_t b, int64_t n, int64_t heads, int64_t hea
     vs_to_f32(dtype, qkv, w, qkv_numel);
     q32 = w;
   }
-  const packed p = {q32, n, heads, head_dim};
   const int64_t hd = head_dim;
-  const int64_t rows = b * heads * n;
-  const int64_t s_bytes = n * (int64_t)sizeof(double);
-  const int64_t acc_bytes = hd * (int64_t)sizeof(double);
+  const int64_t ldo = heads * hd;
+  const int64_t qblocks = (n + ATT_BQ - 1) / ATT_BQ;
+  const int64_t items = b * heads * qblocks;
+  const int64_t s_bytes = ATT_BQ * n * (int64_t)sizeof(float);
+  const int64_t o_bytes = ATT_BQ * hd * (int64_t)sizeof(float);
   int failed = 0;
-#pragma omp parallel num_threads(vs_team((int64_t)fmin((double)rows * (double)n * (double)hd, 1e18)))
+  const int saved = blas_serial_begin();
+#pragma omp parallel num_threads(attention_team(b, n, heads, hd))
   {
-    double* s = vs_scratch(VS_SCRATCH_WORKER0, s_bytes);
-    double* acc = vs_scratch(VS_SCRATCH_WORKER1, acc_bytes);
+    float* s = vs_scratch(VS_SCRATCH_WORKER0, s_bytes);
+    float* o_tmp = dtype == VS_F32 ? NULL : vs_scratch(VS_SCRATCH_WORKER1, o_bytes);
+    double inv_sum[ATT_BQ];
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      if (s == NULL || acc == NULL) {
+    for (int64_t it = 0; it < items; it++) {
+      if (s == NULL || (dtype != VS_F32 && o_tmp == NULL)) {
 #pragma omp atomic write
         failed = 1;
         continue;
       }
-      /* Row r is query i of head h of batch entry bi; lse is laid out (b, heads, n) in the same order. */
-      const int64_t i = r % n;
-      const int64_t h = (r / n) % heads;
-      const int64_t bi = r / (n * heads);
-      const float* q = qkv_row(&p, bi, i, 0, h);
-      double mx = -INFINITY;
-      for (int64_t j = 0; j < n; j++) {
-        s[j] = (double)scale * vs_dot(q, qkv_row(&p, bi, j, 1, h), hd);
-        mx = s[j] > mx ? s[j] : mx;
+      const int64_t qb = it % qblocks;
+      const int64_t h = (it / qblocks) % heads;
+      const int64_t bi = it / (qblocks * heads);
+      const int64_t i0 = qb * ATT_BQ;
+      const int64_t m = n - i0 < ATT_BQ ? n - i0 : ATT_BQ;
+      const head_view hv = head_of(q32, bi, h, n, heads, hd);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)hd, scale,
+                  hv.q + i0 * hv.ld, (blasint)hv.ld, hv.k, (blasint)hv.ld, 0.0f, s, (blasint)n);
+      float* lse_blk = lse + (bi * heads + h) * n + i0;
+      for (int64_t r = 0; r < m; r++) {
+        float shift = 0.0f;
+        const double sum = softmax_row_exp(s + r * n, n, &shift);
+        lse_blk[r] = (float)((double)shift + log(sum));
+        inv_sum[r] = 1.0 / sum;
       }
-      for (int64_t d = 0; d < hd; d++) {
-        acc[d] = 0.0;
-      }
-      double sum = 0.0;
-      for (int64_t j = 0; j < n; j++) {
-        const double e = exp(s[j] - mx);
-        sum += e;
-        const float* v = qkv_row(&p, bi, j, 2, h);
+      /* O = E V with E the unnormalised exponentials, then each row is divided by its sum: hd values
+       * per row to scale instead of n, and the division is done once in double. */
+      float* o = dtype == VS_F32 ? (float*)out + (bi * n + i0) * ldo + h * hd : o_tmp;
+      const int64_t ld_o = dtype == VS_F32 ? ldo : hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)hd, (blasint)n, 1.0f, s,
+                  (blasint)n, hv.v, (blasint)hv.ld, 0.0f, o, (blasint)ld_o);
+      for (int64_t r = 0; r < m; r++) {
+        const int64_t dst = (bi * n + i0 + r) * ldo + h * hd;
         for (int64_t d = 0; d < hd; d++) {
-          acc[d] += e * (double)v[d];
+          vs_store_d(dtype, out, dst + d, (double)o[r * ld_o + d] * inv_sum[r]);
         }
       }
-      const int64_t o = ((bi * n + i) * heads + h) * hd;
-      for (int64_t d = 0; d < hd; d++) {
-        vs_store_d(dtype, out, o + d, acc[d] / sum);
-      }
-      lse[r] = (float)(mx + log(sum));
     }
   }
+  blas_serial_end(saved);
   if (failed) {
-    return vs_fail_nomem(k, s_bytes + acc_bytes);
+    return vs_fail_nomem(k, s_bytes + o_bytes);
   }
   return VS_OK;
 }
+
+/* Per-thread buffers of the backward. */
+typedef struct {
+  float* p;     /* (ATT_BQ, n) probabilities of the block */
+  float* dp;    /* (ATT_BQ, n) dP, then dS in place */
+  float* grads; /* bf16 only: (ATT_BQ + 2 n, hd) f32 dQ block, dK and dV of the head */
+} bwd_buffers;
 
 int vs_attention_bwd(int dtype, int64_t b, int64_t n, int64_t heads, int64_t head_dim, float scale,
                      const void* qkv, const void* out, const void* dout, const float* lse, void* dqkv,
@@ -160,102 +245,98 @@ int vs_attention_bwd(int dtype, int64_t b, int64_t n, int64_t heads, int64_t hea
     q32 = wq;
     do32 = wo;
   }
-  const packed p = {q32, n, heads, head_dim};
   const int64_t hd = head_dim;
-  const int64_t rows = b * heads * n;
-
-  /* delta[r] = dO_i . O_i, the softmax backward's row term, indexed like lse. */
-  const int64_t delta_bytes = rows * (int64_t)sizeof(double);
-  double* delta = vs_scratch(VS_SCRATCH_CALLER2, delta_bytes);
-  if (delta == NULL) {
-    return vs_fail_nomem(k, delta_bytes);
-  }
-#pragma omp parallel for schedule(static) num_threads(vs_team(rows * hd))
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t i = r % n;
-    const int64_t h = (r / n) % heads;
-    const int64_t bi = r / (n * heads);
-    const int64_t o = ((bi * n + i) * heads + h) * hd;
-    double acc = 0.0;
-    for (int64_t d = 0; d < hd; d++) {
-      acc += (double)do32[o + d] * vs_load(dtype, out, o + d);
-    }
-    delta[r] = acc;
-  }
-
-  const int64_t acc_bytes = 2 * hd * (int64_t)sizeof(double);
+  const int64_t ldo = heads * hd;
+  const int64_t ldq = 3 * heads * hd;
+  const int64_t qblocks = (n + ATT_BQ - 1) / ATT_BQ;
+  const int64_t pd_bytes = ATT_BQ * n * (int64_t)sizeof(float);
+  const int64_t g_bytes = (ATT_BQ + 2 * n) * hd * (int64_t)sizeof(float);
   int failed = 0;
-#pragma omp parallel num_threads(vs_team((int64_t)fmin((double)rows * (double)n * (double)hd, 1e18)))
+  const int saved = blas_serial_begin();
+#pragma omp parallel num_threads(attention_team(b, n, heads, hd))
   {
-    double* acc = vs_scratch(VS_SCRATCH_WORKER1, acc_bytes);
-    /* Pass 1: query rows, dq_i = scale sum_j dS_ij k_j. */
+    bwd_buffers buf = {vs_scratch(VS_SCRATCH_WORKER0, pd_bytes), vs_scratch(VS_SCRATCH_WORKER1, pd_bytes),
+                       dtype == VS_F32 ? NULL : vs_scratch(VS_SCRATCH_WORKER2, g_bytes)};
+    double delta[ATT_BQ];
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      if (acc == NULL) {
+    for (int64_t it = 0; it < b * heads; it++) {
+      if (buf.p == NULL || buf.dp == NULL || (dtype != VS_F32 && buf.grads == NULL)) {
 #pragma omp atomic write
         failed = 1;
         continue;
       }
-      const int64_t i = r % n;
-      const int64_t h = (r / n) % heads;
-      const int64_t bi = r / (n * heads);
-      const float* q = qkv_row(&p, bi, i, 0, h);
-      const float* g = do32 + ((bi * n + i) * heads + h) * hd;
-      const double l = lse[r];
-      for (int64_t d = 0; d < hd; d++) {
-        acc[d] = 0.0;
-      }
-      for (int64_t j = 0; j < n; j++) {
-        const float* kj = qkv_row(&p, bi, j, 1, h);
-        const double pr = exp((double)scale * vs_dot(q, kj, hd) - l);
-        const double ds = pr * (vs_dot(g, qkv_row(&p, bi, j, 2, h), hd) - delta[r]);
-        for (int64_t d = 0; d < hd; d++) {
-          acc[d] += ds * (double)kj[d];
+      const int64_t h = it % heads;
+      const int64_t bi = it / heads;
+      const head_view hv = head_of(q32, bi, h, n, heads, hd);
+      /* dQ, dK, dV of this head: in place in dqkv for f32 (row stride ldq), else f32 staging rows. */
+      float* dq_base = (float*)dqkv + bi * n * ldq + h * hd;
+      float* dk = dtype == VS_F32 ? dq_base + heads * hd : buf.grads + ATT_BQ * hd;
+      float* dv = dtype == VS_F32 ? dq_base + 2 * heads * hd : buf.grads + (ATT_BQ + n) * hd;
+      const int64_t ld_g = dtype == VS_F32 ? ldq : hd;
+      const float* lse_head = lse + (bi * heads + h) * n;
+      for (int64_t qb = 0; qb < qblocks; qb++) {
+        const int64_t i0 = qb * ATT_BQ;
+        const int64_t m = n - i0 < ATT_BQ ? n - i0 : ATT_BQ;
+        const float* q_blk = hv.q + i0 * hv.ld;
+        const float* do_blk = do32 + (bi * n + i0) * ldo + h * hd;
+        const float beta = qb == 0 ? 0.0f : 1.0f;
+        float* p = buf.p;
+        float* ds = buf.dp;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)hd, scale,
+                    q_blk, (blasint)ldq, hv.k, (blasint)ldq, 0.0f, p, (blasint)n);
+        for (int64_t r = 0; r < m; r++) {
+          const float l = lse_head[i0 + r];
+          float* row = p + r * n;
+          for (int64_t j = 0; j < n; j++) {
+            row[j] = vs_expf(row[j] - l);
+          }
+          /* delta_i = dO_i . O_i, the softmax backward's row term. */
+          const int64_t o_row = (bi * n + i0 + r) * ldo + h * hd;
+          double acc = 0.0;
+          for (int64_t d = 0; d < hd; d++) {
+            acc += (double)do32[o_row + d] * vs_load(dtype, out, o_row + d);
+          }
+          delta[r] = acc;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)n, (blasint)hd, (blasint)m, 1.0f, p,
+                    (blasint)n, do_blk, (blasint)ldo, beta, dv, (blasint)ld_g);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)hd, 1.0f,
+                    do_blk, (blasint)ldo, hv.v, (blasint)ldq, 0.0f, ds, (blasint)n);
+        for (int64_t r = 0; r < m; r++) {
+          const float dl = (float)delta[r];
+          const float* pr = p + r * n;
+          float* dr = ds + r * n;
+          for (int64_t j = 0; j < n; j++) {
+            dr[j] = pr[j] * (dr[j] - dl);
+          }
+        }
+        float* dq = dtype == VS_F32 ? dq_base + i0 * ldq : buf.grads;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)hd, (blasint)n, scale, ds,
+                    (blasint)n, hv.k, (blasint)ldq, 0.0f, dq, (blasint)ld_g);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)n, (blasint)hd, (blasint)m, scale, ds,
+                    (blasint)n, q_blk, (blasint)ldq, beta, dk, (blasint)ld_g);
+        if (dtype != VS_F32) {
+          for (int64_t r = 0; r < m; r++) {
+            for (int64_t d = 0; d < hd; d++) {
+              vs_store(dtype, dqkv, (bi * n + i0 + r) * ldq + h * hd + d, dq[r * hd + d]);
+            }
+          }
         }
       }
-      const int64_t o = ((bi * n + i) * 3 + 0) * heads * hd + h * hd;
-      for (int64_t d = 0; d < hd; d++) {
-        vs_store_d(dtype, dqkv, o + d, (double)scale * acc[d]);
-      }
-    }
-    /* Pass 2: key rows, dk_j = scale sum_i dS_ij q_i and dv_j = sum_i P_ij dO_i. */
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      if (acc == NULL) {
-        continue;
-      }
-      const int64_t j = r % n;
-      const int64_t h = (r / n) % heads;
-      const int64_t bi = r / (n * heads);
-      const float* kj = qkv_row(&p, bi, j, 1, h);
-      const float* vj = qkv_row(&p, bi, j, 2, h);
-      double* dk = acc;
-      double* dv = acc + hd;
-      for (int64_t d = 0; d < hd; d++) {
-        dk[d] = 0.0;
-        dv[d] = 0.0;
-      }
-      const int64_t row0 = (bi * heads + h) * n;
-      for (int64_t i = 0; i < n; i++) {
-        const float* q = qkv_row(&p, bi, i, 0, h);
-        const float* g = do32 + ((bi * n + i) * heads + h) * hd;
-        const double pr = exp((double)scale * vs_dot(q, kj, hd) - (double)lse[row0 + i]);
-        const double ds = pr * (vs_dot(g, vj, hd) - delta[row0 + i]);
-        for (int64_t d = 0; d < hd; d++) {
-          dk[d] += ds * (double)q[d];
-          dv[d] += pr * (double)g[d];
+      if (dtype != VS_F32) {
+        for (int64_t j = 0; j < n; j++) {
+          for (int64_t d = 0; d < hd; d++) {
+            const int64_t dst = (bi * n + j) * ldq + h * hd + d;
+            vs_store(dtype, dqkv, dst + heads * hd, dk[j * hd + d]);
+            vs_store(dtype, dqkv, dst + 2 * heads * hd, dv[j * hd + d]);
+          }
         }
-      }
-      const int64_t ok = ((bi * n + j) * 3 + 1) * heads * hd + h * hd;
-      const int64_t ov = ok + heads * hd;
-      for (int64_t d = 0; d < hd; d++) {
-        vs_store_d(dtype, dqkv, ok + d, (double)scale * dk[d]);
-        vs_store_d(dtype, dqkv, ov + d, dv[d]);
       }
     }
   }
+  blas_serial_end(saved);
   if (failed) {
-    return vs_fail_nomem(k, acc_bytes);
+    return vs_fail_nomem(k, 2 * pd_bytes + g_bytes);
   }
   return VS_OK;
 }

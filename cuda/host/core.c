@@ -167,8 +167,10 @@ int vs_device_name(int device, char* buf, int buf_len) {
   int64_t free_bytes = 0;
   int64_t total_bytes = 0;
   vs_mem_info(&free_bytes, &total_bytes);
-  snprintf(buf, (size_t)buf_len, "host: %s, %d threads, %.1f GiB RAM", model, vs_team(INT64_MAX),
-           (double)total_bytes / (1024.0 * 1024.0 * 1024.0));
+  /* OpenBLAS's kernel choice is named because a CPU it does not recognise gets its generic (Prescott)
+   * kernels, several times slower; lib/ffi/openblas_core.ts explains and works around that. */
+  snprintf(buf, (size_t)buf_len, "host: %s, %d threads, %.1f GiB RAM, OpenBLAS %s", model, vs_team(INT64_MAX),
+           (double)total_bytes / (1024.0 * 1024.0 * 1024.0), openblas_get_corename());
   return VS_OK;
 }
 

@@ -220,6 +220,16 @@ int vs_gelu_fwd(int dtype, int64_t n, const void* x, void* y, vs_stream stream) 
   VS_TRY(VS_DIMS(k, NULL, "n", n));
   VS_TRY(vs_check_ptr(k, "x", x, n));
   VS_TRY(vs_check_ptr(k, "y", y, n));
+  if (dtype == VS_F32) {
+    /* Spelled out for f32 so that the loop vectorises (the generic one stores through a dtype switch). */
+    const float* xf = x;
+    float* yf = y;
+#pragma omp parallel for schedule(static) num_threads(vs_team(16 * n))
+    for (int64_t i = 0; i < n; i++) {
+      yf[i] = (float)vs_gelu(xf[i]);
+    }
+    return VS_OK;
+  }
 #pragma omp parallel for schedule(static) num_threads(vs_team(16 * n))
   for (int64_t i = 0; i < n; i++) {
     vs_store_d(dtype, y, i, vs_gelu(vs_load(dtype, x, i)));
@@ -234,6 +244,16 @@ int vs_gelu_bwd(int dtype, int64_t n, const void* x, const void* dy, void* dx, v
   VS_TRY(vs_check_ptr(k, "x", x, n));
   VS_TRY(vs_check_ptr(k, "dy", dy, n));
   VS_TRY(vs_check_ptr(k, "dx", dx, n));
+  if (dtype == VS_F32) {
+    const float* xf = x;
+    const float* dyf = dy;
+    float* dxf = dx;
+#pragma omp parallel for schedule(static) num_threads(vs_team(16 * n))
+    for (int64_t i = 0; i < n; i++) {
+      dxf[i] = (float)((double)dyf[i] * vs_gelu_grad(xf[i]));
+    }
+    return VS_OK;
+  }
 #pragma omp parallel for schedule(static) num_threads(vs_team(16 * n))
   for (int64_t i = 0; i < n; i++) {
     const double g = vs_gelu_grad(vs_load(dtype, x, i));

@@ -132,6 +132,30 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
   sgemm(trans_a, trans_b, m, n, k, alpha, a32, b32, 0.0f, p);
   const int cd = c_dtype;
   const int work_scale = epilogue == VS_EPI_GELU_BIAS || epilogue == VS_EPI_DGELU ? 16 : 1;
+  if (cd == VS_F32 && epilogue == VS_EPI_GELU_BIAS) {
+    /* The GELU epilogues spelled out for f32, so that the loops vectorise. */
+    const float* bias32 = bias;
+    float* c32 = c;
+    float* aux32 = aux;
+#pragma omp parallel for schedule(static) num_threads(vs_team(work_scale * mn))
+    for (int64_t r = 0; r < m; r++) {
+      for (int64_t j = 0; j < n; j++) {
+        const double v = (double)p[r * n + j] + bias32[j];
+        aux32[r * n + j] = (float)v;
+        c32[r * n + j] = (float)vs_gelu(v);
+      }
+    }
+    return VS_OK;
+  }
+  if (cd == VS_F32 && epilogue == VS_EPI_DGELU) {
+    const float* aux32 = aux;
+    float* c32 = c;
+#pragma omp parallel for schedule(static) num_threads(vs_team(work_scale * mn))
+    for (int64_t i = 0; i < mn; i++) {
+      c32[i] = (float)((double)p[i] * vs_gelu_grad(aux32[i]));
+    }
+    return VS_OK;
+  }
 #pragma omp parallel for schedule(static) num_threads(vs_team(work_scale * mn))
   for (int64_t r = 0; r < m; r++) {
     for (int64_t j = 0; j < n; j++) {

@@ -124,18 +124,10 @@ static inline void vs_store_d(int dtype, void* p, int64_t i, double v) {
 VS_INTERNAL void vs_to_f32(int dtype, const void* src, float* dst, int64_t n);
 
 /* ---------------------------------------------------------------------------------------------------
- * GELU, exact erf form. Phi is written with erfc so that the left tail keeps its relative accuracy
- * (1 + erf(x) cancels for x << 0).
+ * GELU, exact erf form, and the vectorisable exp: fmath.h.
  * ------------------------------------------------------------------------------------------------- */
 
-static inline double vs_gelu(double x) {
-  return x * 0.5 * erfc(-x * 0.70710678118654752440);
-}
-
-static inline double vs_gelu_grad(double x) {
-  const double phi = exp(-0.5 * x * x) * 0.39894228040143267794;
-  return 0.5 * erfc(-x * 0.70710678118654752440) + x * phi;
-}
+#include "fmath.h"
 
 /* sum a[i] * b[i] in double. Eight independent accumulators let the compiler vectorise without
  * reassociating a single running sum, which strict IEEE semantics would forbid. */

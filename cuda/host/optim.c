@@ -20,12 +20,9 @@ int vs_grad_norm(int64_t n, const float* g, float* norm, vs_stream stream) {
   /* Fixed blocks summed in order: the norm, and so the clipping, is the same for any thread count. */
 #pragma omp parallel for schedule(static) num_threads(vs_team(n))
   for (int64_t blk = 0; blk < blocks; blk++) {
-    const int64_t i1 = (blk + 1) * VS_REDUCE_BLOCK < n ? (blk + 1) * VS_REDUCE_BLOCK : n;
-    double s = 0.0;
-    for (int64_t i = blk * VS_REDUCE_BLOCK; i < i1; i++) {
-      s += (double)g[i] * (double)g[i];
-    }
-    partial[blk] = s;
+    const int64_t i0 = blk * VS_REDUCE_BLOCK;
+    const int64_t i1 = i0 + VS_REDUCE_BLOCK < n ? i0 + VS_REDUCE_BLOCK : n;
+    partial[blk] = vs_dot(g + i0, g + i0, i1 - i0);
   }
   double total = 0.0;
   for (int64_t blk = 0; blk < blocks; blk++) {
@@ -43,6 +40,20 @@ int vs_clip_coef(const float* norm, float max_norm, float* coef, vs_stream strea
   const float c = max_norm / (norm[0] + 1e-6f);
   coef[0] = c > 1.0f ? 1.0f : c;
   return VS_OK;
+}
+
+/* One element of AdamW, given the step's constants (see vs_adamw). */
+static inline void adamw_one(int64_t i, float* param, const float* grad, float* m, float* v, double gs,
+                             double b1, double b2, double bc2_sqrt, double step_size, double decay, double e) {
+  const double g = (double)grad[i] * gs;
+  /* The moments are rounded to f32 as they are stored, and the update uses the stored values, as
+   * torch's in-place tensor updates do. */
+  const float mi = (float)(b1 * (double)m[i] + (1.0 - b1) * g);
+  const float vi = (float)(b2 * (double)v[i] + (1.0 - b2) * g * g);
+  const double p = (double)param[i] * decay - step_size * (double)mi / (sqrt((double)vi) / bc2_sqrt + e);
+  m[i] = mi;
+  v[i] = vi;
+  param[i] = (float)p;
 }
 
 int vs_adamw(int64_t n, float* param, void* param_bf16, const float* grad, float* m, float* v, float lr,
@@ -73,18 +84,16 @@ int vs_adamw(int64_t n, float* param, void* param_bf16, const float* grad, float
   const double decay = 1.0 - (double)lr * (double)weight_decay;
   const double e = eps;
   uint16_t* p16 = param_bf16;
+  /* Two loops rather than a test per element, so that both vectorise. */
+  if (p16 == NULL) {
 #pragma omp parallel for schedule(static) num_threads(vs_team(8 * n))
-  for (int64_t i = 0; i < n; i++) {
-    const double g = (double)grad[i] * gs;
-    /* The moments are rounded to f32 as they are stored, and the update uses the stored values, as
-     * torch's in-place tensor updates do. */
-    const float mi = (float)(b1 * (double)m[i] + (1.0 - b1) * g);
-    const float vi = (float)(b2 * (double)v[i] + (1.0 - b2) * g * g);
-    const double p = (double)param[i] * decay - step_size * (double)mi / (sqrt((double)vi) / bc2_sqrt + e);
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = (float)p;
-    if (p16 != NULL) {
+    for (int64_t i = 0; i < n; i++) {
+      adamw_one(i, param, grad, m, v, gs, b1, b2, bc2_sqrt, step_size, decay, e);
+    }
+  } else {
+#pragma omp parallel for schedule(static) num_threads(vs_team(8 * n))
+    for (int64_t i = 0; i < n; i++) {
+      adamw_one(i, param, grad, m, v, gs, b1, b2, bc2_sqrt, step_size, decay, e);
       p16[i] = vs_f32_to_bf16(param[i]);
     }
   }

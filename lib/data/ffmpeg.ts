@@ -369,7 +369,7 @@ export interface DecodeRequest {
 }
 
 /** Frames to seek past before input seeking pays for its cost. */
-const SEEK_MIN_FRAMES = 8;
+export const SEEK_MIN_FRAMES = 8;
 
 /** The ffmpeg command line for a request: input seek, frame selection and scaling in the filter graph. */
 export function decodeArgs(

@@ -1,5 +1,5 @@
 /**
- * VideoLoader: list -> shard -> temporal sampling -> ffmpeg decode (a pool of processes) -> bounded
+ * VideoLoader: list -> shard -> temporal sampling -> decode (in process or ffmpeg processes) -> bounded
  * prefetch queue -> batch assembly on the device (crop / resize / flip / normalise kernel, so only uint8
  * frames cross the bus).
  *
@@ -26,7 +26,6 @@ import {
   BufferPool,
   countFrames,
   DecodeError,
-  decodeFrames,
   frameBytes,
   type Frames,
   type PixelFormat,
@@ -34,6 +33,7 @@ import {
   scaledSize,
   ShortDecodeError,
 } from "./ffmpeg.ts";
+import { decodeClip, type DecoderChoice, decoderChoice } from "./decode.ts";
 import { type ListEntry, parseList } from "./list_file.ts";
 import {
   epochPermutation,
@@ -113,6 +113,11 @@ export interface LoaderOptions {
    * the crop kernel converts with BT.601 after resampling) or "rgb24" (ffmpeg converts).
    */
   pixelFormat?: PixelFormat;
+  /**
+   * "auto" (in process through FFmpeg's libraries when available, else one ffmpeg process per video),
+   * "inprocess" or "ffmpeg"; default VSWIFT_DECODER, else auto. Both give the same pixels.
+   */
+  decoder?: DecoderChoice;
   mean?: readonly number[];
   std?: readonly number[];
   seed?: number;
@@ -669,7 +674,7 @@ export class VideoLoader {
     let frames: Frames;
     try {
       frames = await this.sem.run(() =>
-        decodeFrames({
+        decodeClip({
           path: entry.path,
           info,
           indices: u.frames,
@@ -679,7 +684,7 @@ export class VideoLoader {
           pixelFormat: this.randAugment ? "rgb24" : this.opts.pixelFormat ?? "yuv420p",
           pool: this.pool,
           signal,
-        })
+        }, this.opts.decoder ?? decoderChoice())
       );
     } catch (e) {
       if (!(e instanceof ShortDecodeError && e.short) || signal.aborted) throw e;

@@ -4,6 +4,7 @@
  */
 import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda/build.ts";
 import { driverDevices } from "./driver.ts";
+import { chooseOpenblasCore } from "./openblas_core.ts";
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
 
 export type Backend = NativeTarget;
@@ -211,6 +212,7 @@ function open(backend: Backend): Native {
   if (backend === "host" && Deno.env.get("OMP_WAIT_POLICY") === undefined) {
     Deno.env.set("OMP_WAIT_POLICY", "passive");
   }
+  if (backend === "host") chooseOpenblasCore();
   const lib = Deno.dlopen(path, SYMBOLS);
   const version = lib.symbols.vs_abi_version();
   if (version !== 1) {
