@@ -37,7 +37,11 @@ async function copyPreservingTime(from: string, to: string): Promise<void> {
   await Deno.utime(to, st.atime ?? new Date(), st.mtime ?? new Date());
 }
 
-/** Makes a scratch repository beside a link to ../shared, with the host library already built. */
+/**
+ * Makes a scratch repository beside a link to ../shared, with the host library and the decoder built
+ * there once (copied from build/ with their times when they are up to date), so that a TypeScript
+ * mutant builds nothing.
+ */
 async function scratchRepo(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "vswift_mutants_" });
   const repo = `${dir}/repo`;
@@ -47,11 +51,39 @@ async function scratchRepo(): Promise<string> {
   }
   await Deno.symlink(`${ROOT}../shared`, `${dir}/shared`).catch(() => {});
   await Deno.mkdir(`${repo}/build`);
-  const lib = `${ROOT}build/libvswift_host.so`;
-  if (await Deno.stat(lib).then(() => true, () => false)) {
-    await copyPreservingTime(lib, `${repo}/build/libvswift_host.so`);
+  const built = await Deno.stat(`${ROOT}build`).then((st) => st.isDirectory, () => false);
+  for await (const e of built ? Deno.readDir(`${ROOT}build`) : []) {
+    if (e.isFile && !e.name.startsWith("libvswift_cuda")) {
+      await copyPreservingTime(`${ROOT}build/${e.name}`, `${repo}/build/${e.name}`);
+    }
+  }
+  for (const target of ["host", "decode"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "cuda/build.ts", "--target", target],
+      cwd: repo,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success && target === "host") {
+      throw new Error(`Building the host library in ${repo} failed: ${new TextDecoder().decode(out.stderr)}`);
+    }
   }
   return dir;
+}
+
+/** The files of build/ (libraries and their stamps), saved before a native mutant and put back after. */
+async function snapshotBuild(repo: string): Promise<() => Promise<void>> {
+  const saved = `${repo}/build/unmutated`;
+  await Deno.mkdir(saved, { recursive: true });
+  const names: string[] = [];
+  for await (const e of Deno.readDir(`${repo}/build`)) {
+    if (!e.isFile) continue;
+    names.push(e.name);
+    await copyPreservingTime(`${repo}/build/${e.name}`, `${saved}/${e.name}`);
+  }
+  return async () => {
+    for (const n of names) await Deno.rename(`${saved}/${n}`, `${repo}/build/${n}`);
+  };
 }
 
 function occurrences(text: string, find: string): number {
@@ -76,10 +108,7 @@ async function runMutant(
     return { outcome: "does not apply", seconds: 0, detail: `its text occurs ${count} times in ${m.file}` };
   }
   const st = await Deno.stat(path);
-  const lib = `${repo}/build/libvswift_host.so`;
-  const libSaved = `${lib}.unmutated`;
-  const native = m.file.startsWith("cuda/");
-  if (native) await Deno.copyFile(lib, libSaved).catch(() => {});
+  const restoreBuild = m.file.startsWith("cuda/") ? await snapshotBuild(repo) : undefined;
   await Deno.writeTextFile(path, original.replace(m.find, m.replace));
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
@@ -93,10 +122,10 @@ async function runMutant(
   const out = await child.output();
   clearTimeout(timer);
   const seconds = (performance.now() - started) / 1000;
-  // Put the file, its time and (for C) the unmutated library back, so the next mutant rebuilds nothing.
+  // Put the file, its time and (for C) the unmutated libraries back, so the next mutant rebuilds nothing.
   await Deno.writeTextFile(path, original);
   await Deno.utime(path, st.atime ?? new Date(), st.mtime ?? new Date());
-  if (native) await Deno.rename(libSaved, lib).catch(() => {});
+  await restoreBuild?.();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   if (out.signal === "SIGKILL") {
     return { outcome: "timed out", seconds, detail: `over ${TIMEOUT_MS / 1000} s` };
