@@ -8,7 +8,7 @@
  * On the host build the shapes shrink (`--batch`) so that it finishes in reasonable time.
  */
 import { parseArgs } from "node:util";
-import { native, openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, native, openNative } from "../lib/ffi/native.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
 import { memset } from "../lib/ffi/pointers.ts";
 import type { Tensor } from "../lib/tensor.ts";
@@ -23,8 +23,8 @@ const { values } = parseArgs({
     iters: { type: "string", default: "10" },
   },
 });
-const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
-const gpu = n.backend === "cuda";
+const n = await openNative({ device: values.device as DeviceChoice });
+const gpu = n.isCuda;
 const batch = Number(values.batch ?? (gpu ? 256 : 2));
 const iters = Number(values.iters);
 if (!Number.isInteger(batch) || batch < 1) {

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Graph } from "../lib/autograd.ts";
-import { openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 import { Arena, persistentMemory } from "../lib/memory.ts";
 import { modelConfig } from "../lib/model/config.ts";
 import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
@@ -29,8 +29,8 @@ const { values } = parseArgs({
     record: { type: "boolean", default: false },
   },
 });
-const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
-const gpu = n.backend === "cuda";
+const n = await openNative({ device: values.device as DeviceChoice });
+const gpu = n.isCuda;
 const device = n.deviceName();
 const cfg = modelConfig(values.model ?? (gpu ? "base" : "mini"));
 const batches = (values.batches ?? (gpu ? "64,128,256" : "2")).split(",").map(Number);

@@ -1,5 +1,6 @@
 /**
- * `deno task doctor`: the GPU self-test.
+ * `deno task doctor`: the GPU self-test. `--device cuda-sim` runs all of it on the CUDA simulator
+ * (cuda/sim) instead of a GPU, with the whole-step comparison on a model sized for 2 CPU cores.
  *
  * 1. Every kernel on fresh random inputs, CUDA against the host build, with the error and the tolerance
  *    it must meet (bf16 1e-2, f32 1e-4).
@@ -25,27 +26,37 @@ const { values } = parseArgs({
     "skip-step": { type: "boolean", default: false },
     "step-child": { type: "boolean", default: false },
     "nccl-child": { type: "boolean", default: false },
-    model: { type: "string", default: "base" },
-    batch: { type: "string", default: "2" },
+    device: { type: "string", default: "cuda" },
+    model: { type: "string" },
+    batch: { type: "string" },
   },
 });
 
+if (values.device !== "cuda" && values.device !== "cuda-sim") {
+  console.error(`Unknown --device ${values.device}; the self-test runs on cuda or cuda-sim`);
+  Deno.exit(2);
+}
+const device = values.device as "cuda" | "cuda-sim";
+// The simulator runs a GPU step on the CPU: ViT "mini" (head dims 64 and 32, as the CUDA attention needs).
+const model = values.model ?? (device === "cuda-sim" ? "mini" : "base");
+const batch = Number(values.batch ?? (device === "cuda-sim" ? "1" : "2"));
+
 if (values["step-child"]) {
   // The host half of check 2, run in its own process because a process opens one backend.
-  const report = await runStep({ device: "host", model: values.model, batch: Number(values.batch) });
+  const report = await runStep({ device: "host", model, batch });
   console.log(JSON.stringify(report));
   Deno.exit(0);
 }
 
 if (values["nccl-child"]) {
-  await ncclRank();
+  await ncclRank(device);
   Deno.exit(0);
 }
 
 let failures = 0;
 const host = await loadLibrary("host");
 if (!host.native) throw new Error(host.why);
-const cuda = await loadLibrary("cuda", { build: true });
+const cuda = await loadLibrary(device, { build: true });
 if (cuda.devices === 0 || !cuda.native) {
   console.log(`doctor: no GPU test possible: ${cuda.why}`);
   console.log(`doctor: host build ${host.native.path}: ${host.native.deviceName()}`);
@@ -81,9 +92,9 @@ else {
       new URL(import.meta.url).pathname,
       "--step-child",
       "--model",
-      values.model,
+      model,
       "--batch",
-      values.batch,
+      String(batch),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -95,7 +106,7 @@ else {
     const hostReport = JSON.parse(
       new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
     ) as StepReport;
-    const gpuReport = await runStep({ device: "cuda", model: values.model, batch: Number(values.batch) });
+    const gpuReport = await runStep({ device, model, batch });
     for (const line of compareSteps(gpuReport, hostReport)) {
       if (line.startsWith("FAIL")) failures++;
       console.log(`  ${line}`);
@@ -114,7 +125,7 @@ if (values.filter) console.log("  skipped");
 else if (gpu.symbols.vs_nccl_available() !== 1) {
   console.log(`  skipped: NCCL cannot be opened (${gpu.lastError()})`);
 } else {
-  for (const line of await checkNccl(new URL(import.meta.url).pathname)) {
+  for (const line of await checkNccl(new URL(import.meta.url).pathname, device)) {
     if (line.startsWith("FAIL")) failures++;
     console.log(`  ${line}`);
   }

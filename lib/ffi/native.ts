@@ -6,7 +6,13 @@ import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
 
 export type Backend = NativeTarget;
+/** "cuda-sim" (the CUDA build run by the simulator, cuda/sim) is a test device: "auto" never picks it. */
 export type DeviceChoice = Backend | "auto";
+
+/** True for the builds that run the CUDA sources (on a GPU or in the simulator). */
+export function isCudaBackend(b: Backend): boolean {
+  return b !== "host";
+}
 
 const STATUS_NAMES = [
   "VS_OK",
@@ -62,6 +68,11 @@ export class Native {
     readonly path: string,
   ) {
     this.symbols = lib.symbols;
+  }
+
+  /** True when this library runs the CUDA sources: bf16 by default, NCCL for several ranks. */
+  get isCuda(): boolean {
+    return isCudaBackend(this.backend);
   }
 
   /** Calls an entry point that returns a status and throws a KernelError naming it and its arguments. */
@@ -238,10 +249,10 @@ export async function loadLibrary(
 ): Promise<{ native?: Native; devices: number; why: string }> {
   try {
     if (backend === "host" || opts.build) await ensureBuilt(backend);
-    else if (isStale("cuda")) {
+    else if (isStale(backend)) {
       return {
         devices: 0,
-        why: `${libraryPath("cuda")} is missing or stale; build it with deno task build:cuda`,
+        why: `${libraryPath(backend)} is missing or stale; build it with deno task build:${backend}`,
       };
     }
     const n = open(backend);
@@ -258,9 +269,9 @@ export async function loadLibrary(
 }
 
 /**
- * Opens the kernel library for a device choice: "host", "cuda", or "auto" (cuda when a GPU is usable,
- * else host). Builds the host library when missing or stale. Opening twice returns the open library
- * when the backend matches.
+ * Opens the kernel library for a device choice: "host", "cuda", "cuda-sim" (the CUDA sources in the
+ * simulator, built when stale), or "auto" (cuda when a GPU is usable, else host). Builds the host
+ * library when missing or stale. Opening twice returns the open library when the backend matches.
  */
 export async function openNative(
   opts: { device?: DeviceChoice; deviceIndex?: number; quiet?: boolean } = {},
@@ -274,7 +285,11 @@ export async function openNative(
   }
   let n: Native | undefined;
   let fallback: string | undefined;
-  if (choice !== "host") {
+  if (choice === "cuda-sim") {
+    const sim = await loadLibrary("cuda-sim", { build: true });
+    if (!sim.native || sim.devices === 0) throw new Error(`--device cuda-sim was asked for but ${sim.why}`);
+    n = sim.native;
+  } else if (choice !== "host") {
     const cuda = await loadLibrary("cuda", { build: choice === "cuda" });
     fallback = cuda.why;
     if (cuda.devices > 0) n = cuda.native;
@@ -290,8 +305,8 @@ export async function openNative(
     n = host.native;
     n.fallbackReason = fallback;
   }
-  // The host build is one device whatever the process's local rank.
-  n.call("vs_init", n.backend === "host" ? 0 : opts.deviceIndex ?? 0);
+  // The host build and the simulator are one device whatever the process's local rank.
+  n.call("vs_init", n.backend === "cuda" ? opts.deviceIndex ?? 0 : 0);
   current = n;
   return n;
 }

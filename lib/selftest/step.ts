@@ -3,7 +3,7 @@
  * self-test can hold the CUDA build's step against the host build's.
  */
 import { Graph } from "../autograd.ts";
-import { openNative } from "../ffi/native.ts";
+import { type Backend, openNative } from "../ffi/native.ts";
 import { Arena } from "../memory.ts";
 import { modelConfig } from "../model/config.ts";
 import { VideoMAEPretrain } from "../model/pretrain.ts";
@@ -23,7 +23,7 @@ export interface StepReport {
 
 /** Runs the step in bf16 with seed 0 on `device` (opened as this process's backend). */
 export async function runStep(
-  opts: { device: "host" | "cuda"; model: string; batch: number },
+  opts: { device: Backend; model: string; batch: number },
 ): Promise<StepReport> {
   const n = await openNative({ device: opts.device, quiet: true });
   const cfg = modelConfig(opts.model);
