@@ -78,7 +78,7 @@ for (const c of cases) {
   console.log(
     `  ${r.ok ? "ok  " : "FAIL"} ${r.name.padEnd(width)}  max rel err ${err.padStart(9)}  tol ${
       r.tol.toExponential(0)
-    }${r.ok ? "" : `  (${r.detail})`}`,
+    }  ${r.ms.toFixed(0).padStart(6)} ms${r.ok ? "" : `  (${r.detail})`}`,
   );
 }
 
