@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadLibrary } from "../lib/ffi/native.ts";
+import { simPtxSelfcheck } from "../lib/ffi/sim_check.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import { checkHeaders } from "../lib/selftest/headers.ts";
@@ -29,6 +30,8 @@ const { values } = parseArgs({
     device: { type: "string", default: "cuda" },
     model: { type: "string" },
     batch: { type: "string" },
+    "img-size": { type: "string" },
+    frames: { type: "string" },
   },
 });
 
@@ -37,13 +40,17 @@ if (values.device !== "cuda" && values.device !== "cuda-sim") {
   Deno.exit(2);
 }
 const device = values.device as "cuda" | "cuda-sim";
-// The simulator runs a GPU step on the CPU: ViT "mini" (head dims 64 and 32, as the CUDA attention needs).
-const model = values.model ?? (device === "cuda-sim" ? "mini" : "base");
-const batch = Number(values.batch ?? (device === "cuda-sim" ? "1" : "2"));
+// The simulator runs the GPU step on the CPU: ViT "mini" (head dims 64 and 32, as the CUDA attention
+// needs) on 4 frames of 64 x 64, and the kernel cases with their largest shapes shrunk.
+const sim = device === "cuda-sim";
+const model = values.model ?? (sim ? "mini" : "base");
+const batch = Number(values.batch ?? "2");
+const imgSize = Number(values["img-size"] ?? (sim ? "64" : "224"));
+const frames = Number(values.frames ?? (sim ? "4" : "16"));
 
 if (values["step-child"]) {
   // The host half of check 2, run in its own process because a process opens one backend.
-  const report = await runStep({ device: "host", model, batch });
+  const report = await runStep({ device: "host", model, batch, imgSize, frames });
   console.log(JSON.stringify(report));
   Deno.exit(0);
 }
@@ -68,8 +75,21 @@ host.native.call("vs_init", 0);
 console.log(`doctor: ${gpu.deviceName()}`);
 console.log(`doctor: reference ${host.native.deviceName()}\n`);
 
+if (sim) {
+  console.log("0. the simulator's PTX on hand-checked cases (mma.m16n8k16, ldmatrix, cp.async groups)");
+  const wrong = simPtxSelfcheck(gpu.path);
+  if (wrong.length) failures++;
+  console.log(
+    wrong.length
+      ? `  FAIL ${wrong.join("; ")}`
+      : "  ok   every lane's registers as the PTX ISA tables give\n",
+  );
+}
+
 console.log("1. kernels, CUDA against the host build");
-const cases = kernelCases().filter((c) => !values.filter || c.name.includes(values.filter));
+const cases = kernelCases(2024, { small: sim }).filter((c) =>
+  !values.filter || c.name.includes(values.filter)
+);
 const width = Math.max(...cases.map((c) => c.name.length));
 for (const c of cases) {
   const r = compareCase(gpu, host.native, c);
@@ -95,6 +115,10 @@ else {
       model,
       "--batch",
       String(batch),
+      "--img-size",
+      String(imgSize),
+      "--frames",
+      String(frames),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -106,7 +130,7 @@ else {
     const hostReport = JSON.parse(
       new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
     ) as StepReport;
-    const gpuReport = await runStep({ device, model, batch });
+    const gpuReport = await runStep({ device, model, batch, imgSize, frames });
     for (const line of compareSteps(gpuReport, hostReport)) {
       if (line.startsWith("FAIL")) failures++;
       console.log(`  ${line}`);

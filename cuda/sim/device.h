@@ -181,10 +181,10 @@ Launch<P...> launch(void (*fn)(P...), const char* expr, dim3 grid, dim3 block, s
 }
 
 // `__shared__ T name[N]` is rewritten into `T (&name)[N] = vsim::shared_var<T[N]>()` with a tag per
-// declaration: one variable per block, poisoned with NaN bytes when the block starts.
+// declaration: one variable per block, poisoned with NaN bytes when the block starts, 16-byte aligned.
 template <typename T>
 inline T& shared_var(const void* tag) {
-  return *static_cast<T*>(static_smem(tag, sizeof(T), alignof(T)));
+  return *static_cast<T*>(static_smem(tag, sizeof(T), alignof(T) > 16 ? alignof(T) : 16));
 }
 
 }  // namespace vsim

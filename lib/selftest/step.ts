@@ -23,10 +23,13 @@ export interface StepReport {
 
 /** Runs the step in bf16 with seed 0 on `device` (opened as this process's backend). */
 export async function runStep(
-  opts: { device: Backend; model: string; batch: number },
+  opts: { device: Backend; model: string; batch: number; imgSize?: number; frames?: number },
 ): Promise<StepReport> {
   const n = await openNative({ device: opts.device, quiet: true });
-  const cfg = modelConfig(opts.model);
+  const cfg = modelConfig(opts.model, {
+    ...(opts.imgSize ? { imgSize: opts.imgSize } : {}),
+    ...(opts.frames ? { frames: opts.frames } : {}),
+  });
   const model = new VideoMAEPretrain(cfg).allocate("bf16").initialize(0);
   const rng = new Rng(1);
   const g = new Graph(new Arena());
