@@ -28,6 +28,8 @@ const { values } = parseArgs({
     "step-child": { type: "boolean", default: false },
     "nccl-child": { type: "boolean", default: false },
     device: { type: "string", default: "cuda" },
+    // A simulator library other than build/'s (the broken-variant test builds patched ones).
+    "sim-library": { type: "string" },
     model: { type: "string" },
     batch: { type: "string" },
     "img-size": { type: "string" },
@@ -63,7 +65,7 @@ if (values["nccl-child"]) {
 let failures = 0;
 const host = await loadLibrary("host");
 if (!host.native) throw new Error(host.why);
-const cuda = await loadLibrary(device, { build: true });
+const cuda = await loadLibrary(device, { build: true, path: sim ? values["sim-library"] : undefined });
 if (cuda.devices === 0 || !cuda.native) {
   console.log(`doctor: no GPU test possible: ${cuda.why}`);
   console.log(`doctor: host build ${host.native.path}: ${host.native.deviceName()}`);

@@ -3,10 +3,14 @@
  * rewrite.ts, compiled as host C++ with g++ against the simulator's device header and CUDA headers, and
  * linked with the simulator's runtime, PTX, cuBLASLt and NCCL (cuda/sim/*.cpp).
  */
+import { createHash } from "node:crypto";
 import { rewriteForSim } from "./rewrite.ts";
 
 const SIM_DIR = decodeURIComponent(new URL("./", import.meta.url).pathname);
 const GPU_DIR = decodeURIComponent(new URL("../gpu/", import.meta.url).pathname);
+/** Objects by the hash of everything that went into them, so that a rebuild (or a patched copy of one
+ * source, as the broken-variant test makes) compiles only what changed. */
+const CACHE_DIR = decodeURIComponent(new URL("../../build/sim_cache/", import.meta.url).pathname);
 
 export interface SimBuildOptions {
   /** Folder of the CUDA sources to compile (cuda/gpu, or a patched copy for the broken-variant test). */
@@ -44,6 +48,22 @@ async function runAll(jobs: (() => Promise<{ ok: boolean; log: string; what: str
   if (failures.length) throw new Error(`Compiling the CUDA simulator failed:\n${failures.join("\n")}`);
 }
 
+/** The text of `file` and of every local header it includes, recursively (for the object's hash). */
+function withIncludes(file: string, seen = new Set<string>()): string {
+  if (seen.has(file)) return "";
+  seen.add(file);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch {
+    return "";
+  }
+  const dir = file.slice(0, file.lastIndexOf("/") + 1);
+  let all = text;
+  for (const m of text.matchAll(/#include\s+"([^"]+)"/g)) all += withIncludes(dir + m[1], seen);
+  return all;
+}
+
 /** Compiles the simulator library into `output` (written directly; the caller renames it into place). */
 export async function buildSimLibrary(output: string, opts: SimBuildOptions = {}): Promise<void> {
   const cxx = Deno.env.get("CXX") ?? "g++";
@@ -76,19 +96,33 @@ export async function buildSimLibrary(output: string, opts: SimBuildOptions = {}
       ...(opts.defines ?? []).map((d) => `-D${d}`),
     ];
     const objects: string[] = [];
+    await Deno.mkdir(CACHE_DIR, { recursive: true });
+    // Every unit sees the simulator's headers (device.h, ptx.h, vsim.h, include/) through -include / -I.
+    const simHeaders = simSources().filter((f) => !f.endsWith(".cpp")).map((f) => Deno.readTextFileSync(f))
+      .join("\n");
     const jobs = [
       ...units.map((u) => ({ src: u, pre: ["-x", "c++", "-include", `${SIM_DIR}device.h`] })),
       ...[...Deno.readDirSync(SIM_DIR)].filter((e) => e.name.endsWith(".cpp")).map((e) => ({
         src: `${SIM_DIR}${e.name}`,
         pre: [] as string[],
       })),
-    ].map((j, i) => {
-      const obj = `${work}/${i}.o`;
+    ].map((j) => {
+      const args = [...flags, ...j.pre];
+      const hash = createHash("sha256").update(cxx).update(args.join(" ")).update(simHeaders).update(
+        withIncludes(j.src),
+      ).digest("hex").slice(0, 32);
+      const obj = `${CACHE_DIR}${hash}.o`;
       objects.push(obj);
-      return async () => ({
-        ...(await run(cxx, [...flags, ...j.pre, "-c", j.src, "-o", obj])),
-        what: j.src,
-      });
+      return async () => {
+        try {
+          Deno.statSync(obj);
+          return { ok: true, log: "", what: j.src };
+        } catch { /* not cached: compile */ }
+        const tmp = `${work}/${hash}.o`;
+        const r = await run(cxx, [...args, "-c", j.src, "-o", tmp]);
+        if (r.ok) await Deno.rename(tmp, obj).catch(() => Deno.copyFile(tmp, obj));
+        return { ...r, what: j.src };
+      };
     });
     await runAll(jobs, Math.max(1, Math.min(4, navigator.hardwareConcurrency)));
     const link = await run(cxx, [

@@ -150,9 +150,12 @@ int where(char* buf, size_t len) {
   abort();  // never resumed
 }
 
+thread_local bool t_in_fault = false;
+
 void on_fault(int sig, siginfo_t* info, void* uctx) {
   Engine& e = eng();
-  if (e.in_kernel && e.cur != nullptr) {
+  if (e.in_kernel && e.cur != nullptr && !t_in_fault) {
+    t_in_fault = true;
     char what[512];
     const uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
     const uintptr_t s0 = reinterpret_cast<uintptr_t>(e.smem);
@@ -169,6 +172,7 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
     char loc[700];
     where(loc, sizeof(loc));
     snprintf(t_detail, sizeof(t_detail), "%s: %s", loc, what);
+    t_in_fault = false;
     abort_fiber(cudaErrorIllegalAddress);
   }
   const struct sigaction& old = sig == SIGBUS ? g_old_bus : g_old_segv;
@@ -190,7 +194,9 @@ void install_handlers() {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+  // On the faulting fiber's own (large) stack: the alternate signal stacks of runtime threads are a few
+  // KiB, too small for the report.
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGSEGV, &sa, &g_old_segv);
   sigaction(SIGBUS, &sa, &g_old_bus);

@@ -214,8 +214,7 @@ export class Native {
 
 let current: Native | undefined;
 
-function open(backend: Backend): Native {
-  const path = libraryPath(backend);
+function open(backend: Backend, path = libraryPath(backend)): Native {
   // Kernel calls alternate with JavaScript on the main thread; spinning OpenMP workers would take the
   // cores from it (a tiny training step ran 10x slower on 2 cores). libgomp reads this when it loads.
   if (backend === "host" && Deno.env.get("OMP_WAIT_POLICY") === undefined) {
@@ -240,22 +239,24 @@ function cudaDeviceCount(n: Native): number {
 
 /**
  * Opens one backend's library without making it the process's current one (the GPU self-test holds
- * both at once). The host library is built when stale; the CUDA one only with `build`. For cuda the
- * result says why no device is usable instead of throwing.
+ * both at once). The host library is built when stale; the CUDA ones only with `build`; `path` opens
+ * that file as the backend's library instead. For cuda the result says why no device is usable instead
+ * of throwing.
  */
 export async function loadLibrary(
   backend: Backend,
-  opts: { build?: boolean } = {},
+  opts: { build?: boolean; path?: string } = {},
 ): Promise<{ native?: Native; devices: number; why: string }> {
   try {
-    if (backend === "host" || opts.build) await ensureBuilt(backend);
+    if (opts.path) { /* a given build of the backend (the simulator's broken-variant test): used as is */ }
+    else if (backend === "host" || opts.build) await ensureBuilt(backend);
     else if (isStale(backend)) {
       return {
         devices: 0,
         why: `${libraryPath(backend)} is missing or stale; build it with deno task build:${backend}`,
       };
     }
-    const n = open(backend);
+    const n = open(backend, opts.path);
     if (backend === "host") return { native: n, devices: 1, why: "" };
     const devices = cudaDeviceCount(n);
     return {
