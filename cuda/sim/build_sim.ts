@@ -64,6 +64,17 @@ function withIncludes(file: string, seen = new Set<string>()): string {
   return all;
 }
 
+const CACHE_KEEP = 200;
+
+/** Keeps the cache to the objects just used plus the newest others, CACHE_KEEP files in all. */
+function pruneCache(used: Set<string>): void {
+  const others = [...Deno.readDirSync(CACHE_DIR)].map((e) => `${CACHE_DIR}${e.name}`).filter((f) =>
+    !used.has(f)
+  )
+    .map((f) => ({ f, t: Deno.statSync(f).mtime?.getTime() ?? 0 })).sort((a, b) => b.t - a.t);
+  for (const { f } of others.slice(Math.max(0, CACHE_KEEP - used.size))) Deno.removeSync(f);
+}
+
 /** Compiles the simulator library into `output` (written directly; the caller renames it into place). */
 export async function buildSimLibrary(output: string, opts: SimBuildOptions = {}): Promise<void> {
   const cxx = Deno.env.get("CXX") ?? "g++";
@@ -137,6 +148,7 @@ export async function buildSimLibrary(output: string, opts: SimBuildOptions = {}
       "-Wl,-z,nodelete",
     ]);
     if (!link.ok) throw new Error(`Linking the CUDA simulator failed:\n${link.log}`);
+    pruneCache(new Set(objects));
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }

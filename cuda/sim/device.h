@@ -33,32 +33,33 @@ inline void __syncthreads() { vsim::syncthreads(); }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)vsim::warp_exchange("__syncwarp", mask, nullptr, 0); }
 
-// Shuffles move any 4- or 8-byte value, as the CUDA overloads do.
-template <typename T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "__shfl_xor_sync moves 4 or 8 bytes");
+namespace vsim {
+// Shuffles move any 4- or 8-byte value, as the CUDA overloads do: every lane of the mask deposits its
+// value and reads the one of lane src(lane).
+template <typename T, typename Src>
+inline T shuffle(const char* op, unsigned mask, T v, Src src) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "shuffles move 4 or 8 bytes");
   uint32_t w[2] = {0, 0};
   memcpy(w, &v, sizeof(T));
-  const uint32_t* all = vsim::warp_exchange("__shfl_xor_sync", mask, w, 2);
-  const int lane = vsim::lane_id();
-  int src = lane ^ lane_mask;
-  if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;  // outside the segment: own value
+  const uint32_t* all = warp_exchange(op, mask, w, 2);
   T out;
-  memcpy(&out, all + src * 16, sizeof(T));
+  memcpy(&out, all + src(lane_id()) * 16, sizeof(T));
   return out;
+}
+}  // namespace vsim
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return vsim::shuffle("__shfl_xor_sync", mask, v, [&](int lane) {
+    const int src = lane ^ lane_mask;
+    return (src & ~(width - 1)) == (lane & ~(width - 1)) ? src : lane;  // outside the segment: own value
+  });
 }
 
 template <typename T>
 inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "__shfl_sync moves 4 or 8 bytes");
-  uint32_t w[2] = {0, 0};
-  memcpy(w, &v, sizeof(T));
-  const uint32_t* all = vsim::warp_exchange("__shfl_sync", mask, w, 2);
-  const int lane = vsim::lane_id();
-  const int src = (lane & ~(width - 1)) + (src_lane & (width - 1));
-  T out;
-  memcpy(&out, all + src * 16, sizeof(T));
-  return out;
+  return vsim::shuffle("__shfl_sync", mask, v,
+                       [&](int lane) { return (lane & ~(width - 1)) + (src_lane & (width - 1)); });
 }
 
 inline unsigned __ballot_sync(unsigned mask, int pred) {

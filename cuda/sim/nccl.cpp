@@ -121,6 +121,24 @@ bool buffer_ok(const char* fn, const char* what, const void* p, size_t bytes) {
   return false;
 }
 
+// A collective in slot-sized chunks: stage(start, n) fills this rank's slot, all ranks meet, finish(start,
+// n) reads the slots, all ranks meet again before the slots are reused. Count 0 still meets (every rank
+// takes part in every collective).
+template <typename Stage, typename Finish>
+Result staged(CommImpl* c, const char* fn, size_t count, int eb, Stage stage, Finish finish) {
+  const size_t per = kSlotBytes / size_t(eb);
+  size_t start = 0;
+  do {
+    const size_t n = count - start < per ? count - start : per;
+    stage(start, n);
+    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
+    finish(start, n);
+    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
+    start += n;
+  } while (start < count);
+  return kSuccess;
+}
+
 }  // namespace
 
 extern "C" {
@@ -199,12 +217,10 @@ Result ncclAllReduce(const void* send, void* recv, size_t count, DataType dtype,
     return fail(kInvalidArgument, "%s: communicator %p, dtype %d, op %d", fn, (void*)c, dtype, op);
   }
   if (!buffer_ok(fn, "send", send, count * eb) || !buffer_ok(fn, "recv", recv, count * eb)) return kInvalidArgument;
-  const size_t per = kSlotBytes / size_t(eb);
-  for (size_t start = 0; start < count || start == 0; start += per) {
-    const size_t n = count - start < per ? count - start : per;
-    unsigned char* mine = c->slots + size_t(c->rank) * kSlotBytes;
-    memcpy(mine, static_cast<const unsigned char*>(send) + start * eb, n * eb);
-    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
+  const bool fl = dtype == kFloat32 || dtype == kBfloat16;
+  return staged(c, fn, count, eb, [&](size_t start, size_t n) {
+    memcpy(c->slots + size_t(c->rank) * kSlotBytes, static_cast<const unsigned char*>(send) + start * eb, n * eb);
+  }, [&](size_t start, size_t n) {
     for (size_t i = 0; i < n; ++i) {
       // Rank order, in the element type's own arithmetic for floats (f32 adds), as a ring would give.
       float f = 0.0f;
@@ -214,15 +230,11 @@ Result ncclAllReduce(const void* send, void* recv, size_t count, DataType dtype,
         f += float(v);
         d += v;
       }
-      const bool fl = dtype == kFloat32 || dtype == kBfloat16;
       double v = fl ? double(f) : d;
       if (op == kAvg) v = fl ? double(float(v) / float(c->nranks)) : v / c->nranks;
       put(static_cast<unsigned char*>(recv) + start * eb, dtype, i, v);
     }
-    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
-    if (count == 0) break;
-  }
-  return kSuccess;
+  });
 }
 
 Result ncclBroadcast(const void* send, void* recv, size_t count, DataType dtype, int root, Comm comm,
@@ -236,17 +248,10 @@ Result ncclBroadcast(const void* send, void* recv, size_t count, DataType dtype,
   if ((c->rank == root && !buffer_ok(fn, "send", send, count * eb)) || !buffer_ok(fn, "recv", recv, count * eb)) {
     return kInvalidArgument;
   }
-  const size_t per = kSlotBytes / size_t(eb);
-  for (size_t start = 0; start < count || start == 0; start += per) {
-    const size_t n = count - start < per ? count - start : per;
-    unsigned char* slot = c->slots + size_t(root) * kSlotBytes;
+  unsigned char* slot = c->slots + size_t(root) * kSlotBytes;
+  return staged(c, fn, count, eb, [&](size_t start, size_t n) {
     if (c->rank == root) memcpy(slot, static_cast<const unsigned char*>(send) + start * eb, n * eb);
-    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
-    memcpy(static_cast<unsigned char*>(recv) + start * eb, slot, n * eb);
-    if (!barrier(c)) return fail(kRemoteError, "%s: a rank did not arrive within %.0f s", fn, kTimeoutS);
-    if (count == 0) break;
-  }
-  return kSuccess;
+  }, [&](size_t start, size_t n) { memcpy(static_cast<unsigned char*>(recv) + start * eb, slot, n * eb); });
 }
 
 // Groups only batch launches; with blocking collectives and one communicator per thread, the calls
