@@ -9,7 +9,7 @@
  * kernels run in f32, the dtype host training uses (`--dtype` to choose). `--only attention,gemm`
  * limits the run to some sections (gemm, attention, layernorm, adamw).
  */
-import { native, openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, native, openNative } from "../lib/ffi/native.ts";
 import { allocPersistent, freePersistent } from "../lib/memory.ts";
 import { memset } from "../lib/ffi/pointers.ts";
 import type { Tensor } from "../lib/tensor.ts";
@@ -27,8 +27,8 @@ const { values } = parseFlags("deno task bench:kernels", USAGE, {
     only: { type: "string" },
   },
 });
-const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
-const gpu = n.backend === "cuda";
+const n = await openNative({ device: values.device as DeviceChoice });
+const gpu = n.isCuda;
 const batch = Number(values.batch ?? (gpu ? 256 : 2));
 const iters = Number(values.iters);
 if (!Number.isInteger(batch) || batch < 1) {

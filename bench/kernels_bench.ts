@@ -8,7 +8,7 @@ import { memset } from "../lib/ffi/pointers.ts";
 import { allocPersistent } from "../lib/memory.ts";
 
 const n = await openNative({ quiet: true });
-const gpu = n.backend === "cuda";
+const gpu = n.isCuda;
 const BF16 = 1;
 const sync = () => native().call("vs_stream_sync", null);
 const buf = (numel: number, dtype: "f32" | "bf16" = "bf16") => {

@@ -11,7 +11,7 @@
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
  * Probing is cached (a warm-up pass probes every file), as in training after the first epoch.
  */
-import { openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
 import { ffmpegPath, runTool } from "../lib/data/ffmpeg.ts";
 import type { DecoderChoice } from "../lib/data/decode.ts";
@@ -80,7 +80,7 @@ async function defaultData(): Promise<{ list: string; dataRoot: string; what: st
 const data = a.list ? { list: a.list, dataRoot: a["data-root"] ?? "", what: a.list } : await defaultData();
 const entries = await readList(data.list, data.dataRoot || undefined);
 const files = [...new Set(entries.map((e) => e.path))];
-await openNative({ device: a.device as "host" | "cuda" | "auto" });
+await openNative({ device: a.device as DeviceChoice });
 
 /**
  * CPU milliseconds used so far by this process and by its finished child processes (Linux /proc). Wall

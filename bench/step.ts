@@ -14,7 +14,7 @@
  * median ratio of our videos/s to PyTorch's.
  */
 import { Graph } from "../lib/autograd.ts";
-import { openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 import { Arena, persistentMemory } from "../lib/memory.ts";
 import { type ModelConfig, modelConfig } from "../lib/model/config.ts";
 import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
@@ -46,8 +46,8 @@ const { values } = parseFlags("deno task bench:step", USAGE, {
     record: { type: "boolean", default: false },
   },
 });
-const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
-const gpu = n.backend === "cuda";
+const n = await openNative({ device: values.device as DeviceChoice });
+const gpu = n.isCuda;
 if (values.compare !== undefined && values.compare !== "torch") {
   console.error(`--compare takes torch, got ${values.compare}`);
   Deno.exit(2);

@@ -1,21 +1,29 @@
 /**
- * Builds the native kernel libraries: `deno task build` (host) and `deno task build:cuda`.
+ * Builds the native kernel libraries, three builds of one ABI (cuda/vswift.h): `deno task build` (host),
+ * `deno task build:cuda` and `deno task build:cuda-sim`.
  *
  * The host build (gcc, OpenMP, OpenBLAS) is what tests and GPU-less machines run; lib/ffi rebuilds it on
  * load whenever it is missing or older than its sources. The CUDA build needs only nvcc and the CUDA
- * runtime: cuBLASLt and NCCL are opened at run time.
+ * runtime: cuBLASLt and NCCL are opened at run time. The simulator build (cuda/sim) compiles the same
+ * cuda/gpu sources as host C++ and runs them with GPU semantics on the CPU, for testing without a GPU.
  */
 import { parseArgs } from "node:util";
+import { buildSimLibrary, simSources } from "./sim/build_sim.ts";
 
-/** host and cuda: the two builds of vswift.h; decode: the in-process video decoder (FFmpeg's libraries). */
-export type NativeTarget = "host" | "cuda" | "decode";
+/**
+ * host and cuda: the two builds of vswift.h; cuda-sim: the cuda/gpu sources compiled for the CPU with GPU
+ * semantics; decode: the in-process video decoder (FFmpeg's libraries).
+ */
+export type NativeTarget = "host" | "cuda" | "cuda-sim" | "decode";
+
+const TARGETS: NativeTarget[] = ["host", "cuda", "cuda-sim", "decode"];
 
 const ROOT = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(ROOT.pathname);
 
 /** Absolute path of the shared library for a target. */
 export function libraryPath(target: NativeTarget): string {
-  return `${rootPath}build/libvswift_${target}.so`;
+  return `${rootPath}build/libvswift_${target.replace("-", "_")}.so`;
 }
 
 function listSources(dir: string, exts: string[]): string[] {
@@ -38,7 +46,8 @@ export function nativeSources(target: NativeTarget): string[] {
 function dependencies(target: NativeTarget): string[] {
   if (target === "decode") return listSources("decode", [".c", ".h"]);
   const dir = target === "host" ? "host" : "gpu";
-  return [`${rootPath}cuda/vswift.h`, ...listSources(dir, [".c", ".cu", ".h", ".cuh"])];
+  const own = [`${rootPath}cuda/vswift.h`, ...listSources(dir, [".c", ".cu", ".h", ".cuh"])];
+  return target === "cuda-sim" ? [...own, ...simSources()] : own;
 }
 
 function mtime(path: string): number {
@@ -221,6 +230,7 @@ const HINTS: Record<NativeTarget, string> = {
   cuda: "the CUDA build needs nvcc (CUDA 12 or 13) on PATH, in CUDA_HOME or at /usr/local/cuda",
   decode:
     "the in-process decoder needs gcc and FFmpeg's development files: apt-get install libavformat-dev libavcodec-dev libswscale-dev libavutil-dev",
+  "cuda-sim": "the CUDA simulator build needs g++ (C++17): apt-get install g++",
 };
 
 /**
@@ -231,6 +241,19 @@ export async function buildNative(target: NativeTarget, opts: { quiet?: boolean 
   const out = libraryPath(target);
   await Deno.mkdir(`${rootPath}build`, { recursive: true });
   const tmp = `${out}.${Deno.pid}.tmp`;
+  if (target === "cuda-sim") {
+    if (!opts.quiet) console.error(`building cuda-sim kernels (g++, cuda/sim) -o ${out}`);
+    const started = performance.now();
+    try {
+      await buildSimLibrary(tmp, { quiet: opts.quiet });
+    } catch (e) {
+      await Deno.remove(tmp).catch(() => {});
+      throw new Error(`Building the cuda-sim kernels failed; ${HINTS[target]}\n${(e as Error).message}`);
+    }
+    await Deno.rename(tmp, out);
+    if (!opts.quiet) console.error(`built ${out} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return out;
+  }
   const [cmd, ...args] = compileCommand(target, tmp);
   if (!opts.quiet) console.error(`building ${target} kernels: ${cmd} ... -o ${out}`);
   const started = performance.now();
@@ -253,7 +276,7 @@ export async function buildNative(target: NativeTarget, opts: { quiet?: boolean 
   return out;
 }
 
-/** Builds the host library when it is missing or stale; returns its path. */
+/** Builds a library when it is missing or stale; returns its path. */
 export async function ensureBuilt(target: NativeTarget, opts: { quiet?: boolean } = {}): Promise<string> {
   if (isStale(target)) await buildNative(target, opts);
   return libraryPath(target);
@@ -265,8 +288,8 @@ if (import.meta.main) {
     options: { target: { type: "string", default: "host" }, force: { type: "boolean", default: false } },
   });
   const target = values.target as NativeTarget;
-  if (target !== "host" && target !== "cuda" && target !== "decode") {
-    console.error(`Unknown --target ${target}; use host, cuda or decode`);
+  if (!TARGETS.includes(target)) {
+    console.error(`Unknown --target ${target}; use ${TARGETS.join(", ")}`);
     Deno.exit(2);
   }
   try {

@@ -1,5 +1,6 @@
 /**
- * `deno task doctor`: the GPU self-test.
+ * `deno task doctor`: the GPU self-test. `--device cuda-sim` runs all of it on the CUDA simulator
+ * (cuda/sim) instead of a GPU, with the whole-step comparison on a model sized for 2 CPU cores.
  *
  * 1. Every kernel on fresh random inputs, CUDA against the host build, with the error and the tolerance
  *    it must meet (bf16 1e-2, f32 1e-4).
@@ -11,6 +12,7 @@
  * Without a GPU it says so and exits 0 after checking the host build alone.
  */
 import { loadLibrary } from "../lib/ffi/native.ts";
+import { simPtxSelfcheck } from "../lib/ffi/sim_check.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import { checkHeaders } from "../lib/selftest/headers.ts";
@@ -25,27 +27,45 @@ const { values } = parseFlags("deno task doctor", USAGE, {
     "skip-step": { type: "boolean", default: false },
     "step-child": { type: "boolean", default: false },
     "nccl-child": { type: "boolean", default: false },
-    model: { type: "string", default: "base" },
-    batch: { type: "string", default: "2" },
+    device: { type: "string", default: "cuda" },
+    // A simulator library other than build/'s (the broken-variant test builds patched ones).
+    "sim-library": { type: "string" },
+    model: { type: "string" },
+    batch: { type: "string" },
+    "img-size": { type: "string" },
+    frames: { type: "string" },
   },
 });
 
+if (values.device !== "cuda" && values.device !== "cuda-sim") {
+  console.error(`Unknown --device ${values.device}; the self-test runs on cuda or cuda-sim`);
+  Deno.exit(2);
+}
+const device = values.device as "cuda" | "cuda-sim";
+// The simulator runs the GPU step on the CPU: ViT "mini" (head dims 64 and 32, as the CUDA attention
+// needs) on 4 frames of 64 x 64, and the kernel cases with their largest shapes shrunk.
+const sim = device === "cuda-sim";
+const model = values.model ?? (sim ? "mini" : "base");
+const batch = Number(values.batch ?? "2");
+const imgSize = Number(values["img-size"] ?? (sim ? "64" : "224"));
+const frames = Number(values.frames ?? (sim ? "4" : "16"));
+
 if (values["step-child"]) {
   // The host half of check 2, run in its own process because a process opens one backend.
-  const report = await runStep({ device: "host", model: values.model, batch: Number(values.batch) });
+  const report = await runStep({ device: "host", model, batch, imgSize, frames });
   console.log(JSON.stringify(report));
   Deno.exit(0);
 }
 
 if (values["nccl-child"]) {
-  await ncclRank();
+  await ncclRank(device);
   Deno.exit(0);
 }
 
 let failures = 0;
 const host = await loadLibrary("host");
 if (!host.native) throw new Error(host.why);
-const cuda = await loadLibrary("cuda", { build: true });
+const cuda = await loadLibrary(device, { build: true, path: sim ? values["sim-library"] : undefined });
 if (cuda.devices === 0 || !cuda.native) {
   console.log(`doctor: no GPU test possible: ${cuda.why}`);
   console.log(`doctor: host build ${host.native.path}: ${host.native.deviceName()}`);
@@ -57,8 +77,21 @@ host.native.call("vs_init", 0);
 console.log(`doctor: ${gpu.deviceName()}`);
 console.log(`doctor: reference ${host.native.deviceName()}\n`);
 
+if (sim) {
+  console.log("0. the simulator's PTX on hand-checked cases (mma.m16n8k16, ldmatrix, cp.async groups)");
+  const wrong = simPtxSelfcheck(gpu.path);
+  if (wrong.length) failures++;
+  console.log(
+    wrong.length
+      ? `  FAIL ${wrong.join("; ")}`
+      : "  ok   every lane's registers as the PTX ISA tables give\n",
+  );
+}
+
 console.log("1. kernels, CUDA against the host build");
-const cases = kernelCases().filter((c) => !values.filter || c.name.includes(values.filter));
+const cases = kernelCases(2024, { small: sim }).filter((c) =>
+  !values.filter || c.name.includes(values.filter)
+);
 const width = Math.max(...cases.map((c) => c.name.length));
 for (const c of cases) {
   const r = compareCase(gpu, host.native, c);
@@ -67,7 +100,7 @@ for (const c of cases) {
   console.log(
     `  ${r.ok ? "ok  " : "FAIL"} ${r.name.padEnd(width)}  max rel err ${err.padStart(9)}  tol ${
       r.tol.toExponential(0)
-    }${r.ok ? "" : `  (${r.detail})`}`,
+    }  ${r.ms.toFixed(0).padStart(6)} ms${r.ok ? "" : `  (${r.detail})`}`,
   );
 }
 
@@ -81,9 +114,13 @@ else {
       new URL(import.meta.url).pathname,
       "--step-child",
       "--model",
-      values.model,
+      model,
       "--batch",
-      values.batch,
+      String(batch),
+      "--img-size",
+      String(imgSize),
+      "--frames",
+      String(frames),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -95,7 +132,7 @@ else {
     const hostReport = JSON.parse(
       new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
     ) as StepReport;
-    const gpuReport = await runStep({ device: "cuda", model: values.model, batch: Number(values.batch) });
+    const gpuReport = await runStep({ device, model, batch, imgSize, frames });
     for (const line of compareSteps(gpuReport, hostReport)) {
       if (line.startsWith("FAIL")) failures++;
       console.log(`  ${line}`);
@@ -114,7 +151,7 @@ if (values.filter) console.log("  skipped");
 else if (gpu.symbols.vs_nccl_available() !== 1) {
   console.log(`  skipped: NCCL cannot be opened (${gpu.lastError()})`);
 } else {
-  for (const line of await checkNccl(new URL(import.meta.url).pathname)) {
+  for (const line of await checkNccl(new URL(import.meta.url).pathname, device)) {
     if (line.startsWith("FAIL")) failures++;
     console.log(`  ${line}`);
   }

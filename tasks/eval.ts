@@ -16,7 +16,7 @@ const opts = parseTaskArgs(Deno.args, {
   keys: { "--device": "--train.device", "--output": "--train.output" },
   own: ["--ckpt"],
   usage: [
-    "usage: deno task eval --ckpt PATH [--config FILE] [--device auto|host|cuda] [--output DIR] [--gpus N]",
+    "usage: deno task eval --ckpt PATH [--config FILE] [--device auto|host|cuda|cuda-sim] [--output DIR] [--gpus N]",
     "                      [--section.key value ...]   e.g. --data.test_chunks 2 --data.test_crops 3",
   ].join("\n"),
 });

@@ -4,7 +4,7 @@
  * Without arguments it runs configs/finetune_default.yaml: the small model on generated clips of 8 motion
  * classes, from scratch unless --finetune names a pretraining checkpoint (a checkpoint folder of
  * `deno task pretrain`, a safetensors file, or a VideoMAE / V-SWIFT .pth). Shortcuts: --finetune PATH
- * (train.finetune), --steps N, --epochs N, --device host|cuda|auto, --output DIR, --gpus N (one process
+ * (train.finetune), --steps N, --epochs N, --device host|cuda|cuda-sim|auto, --output DIR, --gpus N (one process
  * per GPU of this machine; under torchrun or srun each process is one rank). Ctrl-C saves a checkpoint
  * and exits; the same command resumes.
  */
@@ -25,7 +25,7 @@ const opts = parseTaskArgs(Deno.args, {
   switches: { "--resume": ["--train.resume", "always"], "--no-resume": ["--train.resume", "never"] },
   usage: [
     "usage: deno task finetune [--config FILE] [--finetune CKPT] [--steps N] [--epochs N] [--gpus N]",
-    "                          [--device auto|host|cuda] [--output DIR] [--resume | --no-resume] [--section.key value ...]",
+    "                          [--device auto|host|cuda|cuda-sim] [--output DIR] [--resume | --no-resume] [--section.key value ...]",
     "       e.g. --optim.lr 5e-4 --train.batch_size 32 --data.rand_augment '' --mixup.mixup 0",
   ].join("\n"),
 });

@@ -2,7 +2,7 @@
  * `deno task pretrain [--config FILE] [--section.key value ...]`: VideoMAE pretraining.
  *
  * Without arguments it runs configs/default.yaml: a small model on a generated dataset of moving
- * shapes, a few minutes on 2 CPU cores. Shortcuts: --steps N (train.steps), --device host|cuda|auto,
+ * shapes, a few minutes on 2 CPU cores. Shortcuts: --steps N (train.steps), --device host|cuda|cuda-sim|auto,
  * --output DIR, --synthetic (throughput mode: one fixed random batch on the device, V-SWIFT's
  * --use_synthetic). Ctrl-C saves a checkpoint and exits; the same command resumes.
  */
@@ -20,7 +20,7 @@ const opts = parseTaskArgs(Deno.args, {
     "--no-resume": ["--train.resume", "never"],
   },
   usage: [
-    "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda] [--output DIR] [--synthetic]",
+    "usage: deno task pretrain [--config FILE] [--steps N] [--device auto|host|cuda|cuda-sim] [--output DIR] [--synthetic]",
     "                          [--resume | --no-resume]",
     "                          [--gpus N] [--section.key value ...]   e.g. --optim.lr 1e-4 --train.batch_size 64",
   ].join("\n"),

@@ -5,7 +5,7 @@
  * `--ckpt RUN_OR_CHECKPOINT` instead draws reconstructions of a pretraining checkpoint (original,
  * masked and reconstructed frames of each clip).
  */
-import { openNative } from "../lib/ffi/native.ts";
+import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
 import { IMAGENET_MEAN, IMAGENET_STD, type LoaderMode, VideoLoader } from "../lib/data/loader.ts";
 import { applyMask, type ClipFrames, clipFromBatch, gridImage, writePng } from "../lib/data/png_grid.ts";
@@ -63,7 +63,7 @@ if (a.ckpt) {
       list: a.data,
       dataRoot: a["data-root"],
       seed: int("seed"),
-      device: a.device as "auto" | "host" | "cuda",
+      device: a.device as DeviceChoice,
     });
     for (const p of paths) console.log(p);
   } catch (e) {

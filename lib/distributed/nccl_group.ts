@@ -21,7 +21,7 @@ export class NcclGroup implements ProcessGroup {
 
   static async create(env: DistEnv): Promise<NcclGroup> {
     const n = native();
-    if (n.backend !== "cuda" || n.symbols.vs_nccl_available() !== 1) {
+    if (!n.isCuda || n.symbols.vs_nccl_available() !== 1) {
       throw new Error(
         `NCCL is not available (${
           n.lastError() || `backend ${n.backend}`

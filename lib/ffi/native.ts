@@ -8,7 +8,13 @@ import { chooseOpenblasCore } from "./openblas_core.ts";
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
 
 export type Backend = NativeTarget;
+/** "cuda-sim" (the CUDA build run by the simulator, cuda/sim) is a test device: "auto" never picks it. */
 export type DeviceChoice = Backend | "auto";
+
+/** True for the builds that run the CUDA sources (on a GPU or in the simulator). */
+export function isCudaBackend(b: Backend): boolean {
+  return b !== "host";
+}
 
 const STATUS_NAMES = [
   "VS_OK",
@@ -64,6 +70,11 @@ export class Native {
     readonly path: string,
   ) {
     this.symbols = lib.symbols;
+  }
+
+  /** True when this library runs the CUDA sources: bf16 by default, NCCL for several ranks. */
+  get isCuda(): boolean {
+    return isCudaBackend(this.backend);
   }
 
   /** Calls an entry point that returns a status and throws a KernelError naming it and its arguments. */
@@ -205,8 +216,7 @@ export class Native {
 
 let current: Native | undefined;
 
-function open(backend: Backend): Native {
-  const path = libraryPath(backend);
+function open(backend: Backend, path = libraryPath(backend)): Native {
   // Kernel calls alternate with JavaScript on the main thread; spinning OpenMP workers would take the
   // cores from it (a tiny training step ran 10x slower on 2 cores). libgomp reads this when it loads.
   if (backend === "host" && Deno.env.get("OMP_WAIT_POLICY") === undefined) {
@@ -232,12 +242,13 @@ function cudaDeviceCount(n: Native): number {
 
 /**
  * Opens one backend's library without making it the process's current one (the GPU self-test holds
- * both at once). The host library is built when stale; the CUDA one only with `build`. For cuda the
- * result says why no device is usable instead of throwing.
+ * both at once). The host library is built when stale; the CUDA ones only with `build`; `path` opens
+ * that file as the backend's library instead. For cuda the result says why no device is usable instead
+ * of throwing.
  */
 export async function loadLibrary(
   backend: Backend,
-  opts: { build?: boolean } = {},
+  opts: { build?: boolean; path?: string } = {},
 ): Promise<{ native?: Native; devices: number; why: string }> {
   if (backend === "cuda") {
     // Ask the driver first: building the CUDA library takes a minute and cannot find a GPU either.
@@ -245,14 +256,15 @@ export async function loadLibrary(
     if (driver.count === 0) return { devices: 0, why: driver.why };
   }
   try {
-    if (backend === "host" || opts.build) await ensureBuilt(backend);
-    else if (isStale("cuda")) {
+    if (opts.path) { /* a given build of the backend (the simulator's broken-variant test): used as is */ }
+    else if (backend === "host" || opts.build) await ensureBuilt(backend);
+    else if (isStale(backend)) {
       return {
         devices: 0,
-        why: `${libraryPath("cuda")} is missing or stale; build it with deno task build:cuda`,
+        why: `${libraryPath(backend)} is missing or stale; build it with deno task build:${backend}`,
       };
     }
-    const n = open(backend);
+    const n = open(backend, opts.path);
     if (backend === "host") return { native: n, devices: 1, why: "" };
     const devices = cudaDeviceCount(n);
     return {
@@ -266,9 +278,9 @@ export async function loadLibrary(
 }
 
 /**
- * Opens the kernel library for a device choice: "host", "cuda", or "auto" (cuda when a GPU is usable,
- * else host). Builds the host library when missing or stale. Opening twice returns the open library
- * when the backend matches.
+ * Opens the kernel library for a device choice: "host", "cuda", "cuda-sim" (the CUDA sources in the
+ * simulator, built when stale), or "auto" (cuda when a GPU is usable, else host). Builds the host
+ * library when missing or stale. Opening twice returns the open library when the backend matches.
  */
 export async function openNative(
   opts: { device?: DeviceChoice; deviceIndex?: number; quiet?: boolean } = {},
@@ -282,7 +294,11 @@ export async function openNative(
   }
   let n: Native | undefined;
   let fallback: string | undefined;
-  if (choice !== "host") {
+  if (choice === "cuda-sim") {
+    const sim = await loadLibrary("cuda-sim", { build: true });
+    if (!sim.native || sim.devices === 0) throw new Error(`--device cuda-sim was asked for but ${sim.why}`);
+    n = sim.native;
+  } else if (choice !== "host") {
     const cuda = await loadLibrary("cuda", { build: choice === "cuda" });
     fallback = cuda.why;
     if (cuda.devices > 0) n = cuda.native;
@@ -298,8 +314,8 @@ export async function openNative(
     n = host.native;
     n.fallbackReason = fallback;
   }
-  // The host build is one device whatever the process's local rank.
-  n.call("vs_init", n.backend === "host" ? 0 : opts.deviceIndex ?? 0);
+  // The host build and the simulator are one device whatever the process's local rank.
+  n.call("vs_init", n.backend === "cuda" ? opts.deviceIndex ?? 0 : 0);
   current = n;
   return n;
 }

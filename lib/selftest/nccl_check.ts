@@ -12,9 +12,9 @@ import { allocPersistent } from "../memory.ts";
 import { readFloats, writeTensor } from "../tensor.ts";
 
 /** Runs in a child: one rank's part. Prints a JSON line. */
-export async function ncclRank(): Promise<void> {
+export async function ncclRank(device: "cuda" | "cuda-sim"): Promise<void> {
   const env = distEnv();
-  await openNative({ device: "cuda", deviceIndex: env.localRank, quiet: true });
+  await openNative({ device, deviceIndex: env.localRank, quiet: true });
   const group = await NcclGroup.create(env);
   const n = 1 << 20;
   const t = allocPersistent([n], "f32");
@@ -35,7 +35,7 @@ export async function ncclRank(): Promise<void> {
 }
 
 /** Result lines ("ok ...", "FAIL ...", "skipped ...") for world sizes 1 and 2 on GPU 0. */
-export async function checkNccl(script: string): Promise<string[]> {
+export async function checkNccl(script: string, device: "cuda" | "cuda-sim"): Promise<string[]> {
   const lines: string[] = [];
   for (const world of [1, 2]) {
     const port = String(freePort());
@@ -43,7 +43,7 @@ export async function checkNccl(script: string): Promise<string[]> {
     const runs = await Promise.all(
       Array.from({ length: world }, (_, rank) =>
         new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", script, "--nccl-child"],
+          args: ["run", "-A", script, "--nccl-child", "--device", device],
           env: {
             RANK: String(rank),
             WORLD_SIZE: String(world),

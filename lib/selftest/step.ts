@@ -3,7 +3,7 @@
  * self-test can hold the CUDA build's step against the host build's.
  */
 import { Graph } from "../autograd.ts";
-import { openNative } from "../ffi/native.ts";
+import { type Backend, openNative } from "../ffi/native.ts";
 import { Arena } from "../memory.ts";
 import { modelConfig } from "../model/config.ts";
 import { VideoMAEPretrain } from "../model/pretrain.ts";
@@ -23,10 +23,13 @@ export interface StepReport {
 
 /** Runs the step in bf16 with seed 0 on `device` (opened as this process's backend). */
 export async function runStep(
-  opts: { device: "host" | "cuda"; model: string; batch: number },
+  opts: { device: Backend; model: string; batch: number; imgSize?: number; frames?: number },
 ): Promise<StepReport> {
   const n = await openNative({ device: opts.device, quiet: true });
-  const cfg = modelConfig(opts.model);
+  const cfg = modelConfig(opts.model, {
+    ...(opts.imgSize ? { imgSize: opts.imgSize } : {}),
+    ...(opts.frames ? { frames: opts.frames } : {}),
+  });
   const model = new VideoMAEPretrain(cfg).allocate("bf16").initialize(0);
   const rng = new Rng(1);
   const g = new Graph(new Arena());

@@ -10,6 +10,7 @@
 import { Graph } from "../autograd.ts";
 import type { Batch, LoaderPosition, VideoLoader } from "../data/loader.ts";
 import { GradSync } from "../distributed/grad_sync.ts";
+import type { DeviceChoice } from "../ffi/native.ts";
 import { Arena, persistentMemory } from "../memory.ts";
 import type { VideoModel } from "../model/base.ts";
 import { readScalar, type Tensor } from "../tensor.ts";
@@ -36,7 +37,7 @@ export interface LoopConfig {
     epochs: number;
     batch_size: number;
     steps: number;
-    device: "auto" | "host" | "cuda";
+    device: DeviceChoice;
     output: string;
     /** Save every this many steps (absent or 0: at the end of every save_ckpt_freq-th epoch). */
     save_every?: number;

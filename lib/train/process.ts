@@ -26,7 +26,7 @@ export async function openTrainingProcess(
   const native = await openNative({ device, deviceIndex: env.localRank, quiet: true });
   const group: ProcessGroup = env.worldSize === 1
     ? new SingleGroup()
-    : native.backend === "cuda"
+    : native.isCuda
     ? await NcclGroup.create(env)
     : new HostGroup(await rendezvous(env));
   return {
@@ -34,7 +34,7 @@ export async function openTrainingProcess(
     env,
     group,
     lead: env.rank === 0,
-    dtype: dtype === "auto" ? (native.backend === "cuda" ? "bf16" : "f32") : dtype,
+    dtype: dtype === "auto" ? (native.isCuda ? "bf16" : "f32") : dtype,
   };
 }
 

@@ -2,6 +2,7 @@
  * Fine-tuning configuration: V-SWIFT's fine-tuning defaults (scripts/finetune/finetune_ssv2_vit-b16.sh and
  * its argparse defaults), a YAML file on top, then `--section.key value` overrides.
  */
+import type { DeviceChoice } from "../../ffi/native.ts";
 import { classCount } from "../../data/labels.ts";
 import { OPTIM_LEAVES, type OptimSection } from "../optim_config.ts";
 import {
@@ -99,7 +100,7 @@ export interface FinetuneConfig {
     /** Stop after this many steps (0: epochs x steps per epoch). */
     steps: number;
     seed: number;
-    device: "auto" | "host" | "cuda";
+    device: DeviceChoice;
     output: string;
     /** Weights to start from: a pretraining checkpoint of ours, a safetensors or a .pth file ("": none). */
     finetune: string;
@@ -175,7 +176,7 @@ const SCHEMA: { [S in keyof FinetuneConfig]: { [K in keyof FinetuneConfig[S]]: S
     eval_batch_size: int(0),
     steps: int(0),
     seed: int(0),
-    device: str(["auto", "host", "cuda"]),
+    device: str(["auto", "host", "cuda", "cuda-sim"]),
     output: str(),
     finetune: str(),
     model_key: str(),

@@ -3,6 +3,7 @@
  * overrides from the command line. Unknown keys and bad values are errors naming the key, the value
  * and where it came from.
  */
+import type { DeviceChoice } from "../../ffi/native.ts";
 import { type ModelConfig, modelConfig } from "../../model/config.ts";
 import { OPTIM_LEAVES, type OptimSection } from "../optim_config.ts";
 import {
@@ -66,7 +67,7 @@ export interface PretrainConfig {
     /** Stop after this many steps (0: epochs x steps per epoch). */
     steps: number;
     seed: number;
-    device: "auto" | "host" | "cuda";
+    device: DeviceChoice;
     output: string;
     /** Save every this many steps (0: at the end of every save_ckpt_freq-th epoch). */
     save_every: number;
@@ -116,7 +117,7 @@ const SCHEMA: { [S in keyof PretrainConfig]: { [K in keyof PretrainConfig[S]]: L
     batch_size: int(1),
     steps: int(0),
     seed: int(0),
-    device: str(["auto", "host", "cuda"]),
+    device: str(["auto", "host", "cuda", "cuda-sim"]),
     output: str(),
     save_every: int(0),
     save_ckpt_freq: int(1),

@@ -6,7 +6,7 @@
 import { Graph } from "../../autograd.ts";
 import { VideoLoader } from "../../data/loader.ts";
 import { writePng } from "../../data/png_grid.ts";
-import { openNative } from "../../ffi/native.ts";
+import { type DeviceChoice, openNative } from "../../ffi/native.ts";
 import { loadSafetensors } from "../../io/safetensors.ts";
 import { Arena } from "../../memory.ts";
 import { VideoMAEPretrain } from "../../model/pretrain.ts";
@@ -26,7 +26,7 @@ export interface VisualizeOptions {
   list?: string;
   dataRoot?: string;
   seed?: number;
-  device?: "auto" | "host" | "cuda";
+  device?: DeviceChoice;
 }
 
 function resolveCheckpoint(path: string): string {
