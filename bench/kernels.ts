@@ -88,7 +88,7 @@ function gemmTflops(
         null,
         0,
         null,
-        null,
+        native().stream,
       ),
     { iters },
   );
@@ -102,7 +102,9 @@ const ceilingGemm = gemmTflops(sq, sq, sq, 0, 1);
 const copyBytes = gpu ? 1 << 30 : 1 << 27;
 const src = buf(copyBytes, "u8");
 const dst = buf(copyBytes, "u8");
-const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, null), { iters });
+const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, native().stream), {
+  iters,
+});
 freeAll();
 // A copy reads and writes every byte.
 const copyGBs = (2 * copyBytes) / (copyMs * 1e6);
@@ -142,7 +144,19 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
   const fwdFlops = 4 * b * heads * tokens * tokens * d;
   const fwd = timeMs(
     () =>
-      native().call("vs_attention_fwd", BF16, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, null),
+      native().call(
+        "vs_attention_fwd",
+        BF16,
+        b,
+        tokens,
+        heads,
+        d,
+        scale,
+        qkv.ptr,
+        out.ptr,
+        lse.ptr,
+        native().stream,
+      ),
     {
       iters,
     },
@@ -165,7 +179,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         dqkv.ptr,
         ws.ptr,
         wsBytes,
-        null,
+        native().stream,
       ),
     { iters },
   );
@@ -201,7 +215,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         y.ptr,
         mean.ptr,
         rstd.ptr,
-        null,
+        native().stream,
       ),
     { iters },
   );
@@ -238,7 +252,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         0.05,
         1,
         null,
-        null,
+        native().stream,
       ),
     {
       iters,

@@ -11,7 +11,7 @@
  * Without a GPU it says so and exits 0 after checking the host build alone.
  */
 import { parseArgs } from "node:util";
-import { loadLibrary } from "../lib/ffi/native.ts";
+import { isDeviceFault, loadLibrary } from "../lib/ffi/native.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import { checkHeaders } from "../lib/selftest/headers.ts";
@@ -60,6 +60,18 @@ console.log(`doctor: reference ${host.native.deviceName()}\n`);
 console.log("1. kernels, CUDA against the host build");
 const cases = kernelCases().filter((c) => !values.filter || c.name.includes(values.filter));
 const width = Math.max(...cases.map((c) => c.name.length));
+
+/** After a sticky device fault every later CUDA call fails the same way: report it once and stop. */
+function stopAfterFault(what: string, message: string): never {
+  console.log(
+    `\ndoctor: stopped at the first device fault, in ${what}. A fault leaves the CUDA context unusable, so ` +
+      `every later check would fail with the same error and prove nothing.\n  ${message}\n` +
+      `  To name the faulting kernel: VSWIFT_SYNC_LAUNCH=1 deno task doctor` +
+      `${values.filter ? ` --filter '${values.filter}'` : ""}`,
+  );
+  Deno.exit(1);
+}
+
 for (const c of cases) {
   const r = compareCase(gpu, host.native, c);
   if (!r.ok) failures++;
@@ -69,6 +81,7 @@ for (const c of cases) {
       r.tol.toExponential(0)
     }${r.ok ? "" : `  (${r.detail})`}`,
   );
+  if (r.deviceFault) stopAfterFault(`case ${r.name}`, r.detail);
 }
 
 console.log("\n2. a whole training step, GPU against host");
@@ -95,7 +108,13 @@ else {
     const hostReport = JSON.parse(
       new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
     ) as StepReport;
-    const gpuReport = await runStep({ device: "cuda", model: values.model, batch: Number(values.batch) });
+    let gpuReport: StepReport;
+    try {
+      gpuReport = await runStep({ device: "cuda", model: values.model, batch: Number(values.batch) });
+    } catch (e) {
+      if (isDeviceFault(e)) stopAfterFault("the training step", (e as Error).message);
+      throw e;
+    }
     for (const line of compareSteps(gpuReport, hostReport)) {
       if (line.startsWith("FAIL")) failures++;
       console.log(`  ${line}`);

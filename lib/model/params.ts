@@ -118,7 +118,7 @@ export class ParamStore {
   syncCompute(): void {
     this.requireAllocated();
     if (this.compute !== this.master) {
-      native().call("vs_cast", 0, 1, this.total, this.master!.ptr, this.compute!.ptr, null);
+      native().call("vs_cast", 0, 1, this.total, this.master!.ptr, this.compute!.ptr, native().stream);
     }
   }
 

@@ -78,10 +78,10 @@ export class AdamW {
     const [b1, b2] = this.opts.betas ?? [0.9, 0.999];
     const eps = this.opts.eps ?? 1e-8;
     this.step++;
-    k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, null);
+    k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, k.stream);
     let scale = null;
     if (this.opts.clipGrad !== undefined) {
-      k.call("vs_clip_coef", this.gradNorm.ptr, this.opts.clipGrad, this.coef.ptr, null);
+      k.call("vs_clip_coef", this.gradNorm.ptr, this.opts.clipGrad, this.coef.ptr, k.stream);
       scale = this.coef.ptr;
     }
     const bf16 = s.compute !== s.master;
@@ -102,7 +102,7 @@ export class AdamW {
         r.weightDecay,
         this.step,
         scale,
-        null,
+        k.stream,
       );
     }
   }
