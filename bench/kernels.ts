@@ -25,6 +25,8 @@ const { values } = parseArgs({
 });
 const n = await openNative({ device: values.device as "auto" | "host" | "cuda" });
 const gpu = n.backend === "cuda";
+/** The compute stream every launch goes to. */
+const stream = n.stream;
 const batch = Number(values.batch ?? (gpu ? 256 : 2));
 const iters = Number(values.iters);
 if (!Number.isInteger(batch) || batch < 1) {
@@ -88,7 +90,7 @@ function gemmTflops(
         null,
         0,
         null,
-        native().stream,
+        stream,
       ),
     { iters },
   );
@@ -102,7 +104,7 @@ const ceilingGemm = gemmTflops(sq, sq, sq, 0, 1);
 const copyBytes = gpu ? 1 << 30 : 1 << 27;
 const src = buf(copyBytes, "u8");
 const dst = buf(copyBytes, "u8");
-const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, native().stream), {
+const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, stream), {
   iters,
 });
 freeAll();
@@ -144,19 +146,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
   const fwdFlops = 4 * b * heads * tokens * tokens * d;
   const fwd = timeMs(
     () =>
-      native().call(
-        "vs_attention_fwd",
-        BF16,
-        b,
-        tokens,
-        heads,
-        d,
-        scale,
-        qkv.ptr,
-        out.ptr,
-        lse.ptr,
-        native().stream,
-      ),
+      native().call("vs_attention_fwd", BF16, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, stream),
     {
       iters,
     },
@@ -179,7 +169,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         dqkv.ptr,
         ws.ptr,
         wsBytes,
-        native().stream,
+        stream,
       ),
     { iters },
   );
@@ -215,7 +205,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         y.ptr,
         mean.ptr,
         rstd.ptr,
-        native().stream,
+        stream,
       ),
     { iters },
   );
@@ -252,7 +242,7 @@ for (const [label, tokens, heads] of [["encoder", 152, 12], ["decoder", 1568, 6]
         0.05,
         1,
         null,
-        native().stream,
+        stream,
       ),
     {
       iters,
