@@ -29,6 +29,8 @@ const { values } = parseFlags("deno task bench:kernels", USAGE, {
 });
 const n = await openNative({ device: values.device as DeviceChoice });
 const gpu = n.isCuda;
+/** The compute stream every launch goes to. */
+const stream = n.stream;
 const batch = Number(values.batch ?? (gpu ? 256 : 2));
 const iters = Number(values.iters);
 if (!Number.isInteger(batch) || batch < 1) {
@@ -102,7 +104,7 @@ function gemmTflops(
         null,
         0,
         null,
-        null,
+        stream,
       ),
     { iters },
   );
@@ -116,7 +118,9 @@ const ceilingGemm = gemmTflops(sq, sq, sq, 0, 1);
 const copyBytes = gpu ? 1 << 30 : 1 << 27;
 const src = buf(copyBytes, "u8");
 const dst = buf(copyBytes, "u8");
-const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, null), { iters });
+const copyMs = timeMs(() => native().call("vs_memcpy", dst.ptr, src.ptr, copyBytes, 3, stream), {
+  iters,
+});
 freeAll();
 // A copy reads and writes every byte.
 const copyGBs = (2 * copyBytes) / (copyMs * 1e6);
@@ -156,7 +160,8 @@ for (const [label, tokens, heads] of only.includes("attention") ? attentionShape
   const scale = 1 / Math.sqrt(d);
   const fwdFlops = 4 * b * heads * tokens * tokens * d;
   const fwd = timeMs(
-    () => native().call("vs_attention_fwd", DT, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, null),
+    () =>
+      native().call("vs_attention_fwd", DT, b, tokens, heads, d, scale, qkv.ptr, out.ptr, lse.ptr, stream),
     {
       iters,
     },
@@ -179,7 +184,7 @@ for (const [label, tokens, heads] of only.includes("attention") ? attentionShape
         dqkv.ptr,
         ws.ptr,
         wsBytes,
-        null,
+        stream,
       ),
     { iters },
   );
@@ -216,7 +221,7 @@ if (only.includes("layernorm")) {
         y.ptr,
         mean.ptr,
         rstd.ptr,
-        null,
+        stream,
       ),
     { iters },
   );
@@ -253,7 +258,7 @@ if (only.includes("adamw")) {
         0.05,
         1,
         null,
-        null,
+        stream,
       ),
     {
       iters,

@@ -10,7 +10,7 @@ import { allocPersistent } from "../lib/memory.ts";
 const n = await openNative({ quiet: true });
 const gpu = n.isCuda;
 const BF16 = 1;
-const sync = () => native().call("vs_stream_sync", null);
+const sync = () => native().call("vs_stream_sync", native().stream);
 const buf = (numel: number, dtype: "f32" | "bf16" = "bf16") => {
   const t = allocPersistent([numel], dtype);
   memset(t.ptr, 0x3c, t.bytes);
@@ -40,7 +40,7 @@ Deno.bench(`gemm bf16 ${rows}x3072x768 + bias`, { group: "gemm" }, () => {
     bias.ptr,
     1,
     null,
-    null,
+    native().stream,
   );
   sync();
 });
@@ -62,7 +62,7 @@ Deno.bench(`gemm bf16 ${rows}x3072x768 + bias + gelu`, { group: "gemm" }, () => 
     bias.ptr,
     2,
     y.ptr,
-    null,
+    native().stream,
   );
   sync();
 });
@@ -72,7 +72,19 @@ const qkv = buf(b * tokens * 3 * heads * d);
 const out = buf(b * tokens * heads * d);
 const lse = buf(b * heads * tokens, "f32");
 Deno.bench(`attention fwd bf16 B=${b} N=${tokens} H=${heads} d=${d}`, () => {
-  native().call("vs_attention_fwd", BF16, b, tokens, heads, d, 0.125, qkv.ptr, out.ptr, lse.ptr, null);
+  native().call(
+    "vs_attention_fwd",
+    BF16,
+    b,
+    tokens,
+    heads,
+    d,
+    0.125,
+    qkv.ptr,
+    out.ptr,
+    lse.ptr,
+    native().stream,
+  );
   sync();
 });
 
@@ -97,7 +109,7 @@ Deno.bench(`layernorm fwd bf16 ${lnRows}x384`, () => {
     ly.ptr,
     mean.ptr,
     rstd.ptr,
-    null,
+    native().stream,
   );
   sync();
 });
@@ -124,7 +136,7 @@ Deno.bench(`adamw ${(count / 1e6).toFixed(0)}M params`, () => {
     0.05,
     1,
     null,
-    null,
+    native().stream,
   );
   sync();
 });

@@ -8,9 +8,9 @@ export function timeMs(fn: () => void, opts: { warmup?: number; iters?: number }
   const [a, b] = [n.createEvent(), n.createEvent()];
   const iters = opts.iters ?? 10;
   n.call("vs_device_sync");
-  n.call("vs_event_record", a, null);
+  n.call("vs_event_record", a, n.stream);
   for (let i = 0; i < iters; i++) fn();
-  n.call("vs_event_record", b, null);
+  n.call("vs_event_record", b, n.stream);
   const ms = n.elapsedMs(a, b);
   n.call("vs_event_destroy", a);
   n.call("vs_event_destroy", b);

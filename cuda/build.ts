@@ -207,6 +207,11 @@ export function compileCommand(target: NativeTarget, output: string): string[] {
     "arch=compute_80,code=sm_80",
     "-gencode",
     "arch=compute_90a,code=sm_90a",
+    // PTX for the driver to compile on GPUs newer than Hopper (sm_100, sm_120, ...): without it every
+    // launch there fails with cudaErrorNoKernelImageForDevice. compute_90, not 90a: arch-specific PTX
+    // cannot be compiled for another architecture.
+    "-gencode",
+    "arch=compute_90,code=compute_90",
     "-Xcompiler",
     "-fPIC,-Wall,-Wextra,-Wno-unused-parameter",
     "-Werror",

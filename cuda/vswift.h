@@ -42,14 +42,27 @@ typedef enum {
   VS_ERR_LIBRARY = 6,     /* a run-time library (cuBLASLt, NCCL, OpenBLAS) could not be opened */
   VS_ERR_CUDA = 7,        /* the CUDA runtime reported an error */
   VS_ERR_BLAS = 8,        /* cuBLASLt returned an error or found no algorithm */
-  VS_ERR_NCCL = 9         /* NCCL returned an error */
+  VS_ERR_NCCL = 9,        /* NCCL returned an error */
+  VS_ERR_DEVICE_FAULT = 10 /* an earlier kernel faulted on the device (illegal address, trap, ...): the CUDA
+                              context is unusable until the process exits; the message names the call
+                              that found it (with VSWIFT_SYNC_LAUNCH=1, the kernel that faulted) */
 } vs_status;
 
+/* GEMM epilogues, one contract for every build (the host build is its reference). The product is
+ * accumulated in f32 (or better); "rounded" means rounded to c_dtype, once, where stated.
+ *   BIAS:      C = alpha * op(A) op(B) + beta * C + bias[col], rounded once. bias is required.
+ *   GELU_BIAS: aux = op(A) op(B) + bias[col], rounded once; C = gelu(aux) evaluated on aux as stored
+ *              (the rounded pre-activation), rounded. So DGELU's gelu'(aux) differentiates exactly the
+ *              function the forward applied. bias may be NULL (no bias). GELU is the exact erf form.
+ *   DGELU:     C = round(op(A) op(B)) * gelu'(aux), rounded: the product is rounded to c_dtype before
+ *              the multiplication, as an unfused GEMM and elementwise pass compute it.
+ * GELU_BIAS and DGELU need alpha 1 and beta 0. The CUDA build's opt-in VSWIFT_CUBLASLT_GELU=1 (cuBLASLt's
+ * fused epilogues) departs from this contract: tanh-approximated GELU on the unrounded product. */
 typedef enum {
   VS_EPI_NONE = 0,      /* C = alpha * op(A) op(B) + beta * C */
   VS_EPI_BIAS = 1,      /* C = alpha * op(A) op(B) + beta * C + bias[col] */
   VS_EPI_GELU_BIAS = 2, /* aux = op(A) op(B) + bias[col]; C = gelu(aux); needs alpha 1, beta 0 */
-  VS_EPI_DGELU = 3      /* C = (op(A) op(B)) * gelu'(aux); needs alpha 1, beta 0 */
+  VS_EPI_DGELU = 3      /* C = round(op(A) op(B)) * gelu'(aux); needs alpha 1, beta 0 */
 } vs_epilogue;
 
 typedef enum { VS_COPY_H2H = 0, VS_COPY_H2D = 1, VS_COPY_D2H = 2, VS_COPY_D2D = 3 } vs_copy_kind;

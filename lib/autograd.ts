@@ -77,9 +77,9 @@ export class Graph {
     }
     const slot = this.gradSlot(t)!;
     if (slot.accumulate) {
-      native().call("vs_add", src.code, src.numel, slot.buf.ptr, src.ptr, slot.buf.ptr, null);
+      native().call("vs_add", src.code, src.numel, slot.buf.ptr, src.ptr, slot.buf.ptr, native().stream);
     } else {
-      native().call("vs_memcpy", slot.buf.ptr, src.ptr, src.bytes, 3, null);
+      native().call("vs_memcpy", slot.buf.ptr, src.ptr, src.bytes, 3, native().stream);
     }
   }
 
@@ -96,7 +96,15 @@ export class Graph {
     }
     const tmp = this.alloc(t.shape, slot.buf.dtype);
     write(tmp);
-    native().call("vs_add", slot.buf.code, slot.buf.numel, slot.buf.ptr, tmp.ptr, slot.buf.ptr, null);
+    native().call(
+      "vs_add",
+      slot.buf.code,
+      slot.buf.numel,
+      slot.buf.ptr,
+      tmp.ptr,
+      slot.buf.ptr,
+      native().stream,
+    );
   }
 
   /**

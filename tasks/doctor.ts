@@ -11,7 +11,7 @@
  *    NCCL allows it.
  * Without a GPU it says so and exits 0 after checking the host build alone.
  */
-import { loadLibrary } from "../lib/ffi/native.ts";
+import { isDeviceFault, loadLibrary } from "../lib/ffi/native.ts";
 import { simPtxSelfcheck } from "../lib/ffi/sim_check.ts";
 import { kernelCases } from "../lib/selftest/cases.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
@@ -93,6 +93,18 @@ const cases = kernelCases(2024, { small: sim }).filter((c) =>
   !values.filter || c.name.includes(values.filter)
 );
 const width = Math.max(...cases.map((c) => c.name.length));
+
+/** After a sticky device fault every later CUDA call fails the same way: report it once and stop. */
+function stopAfterFault(what: string, message: string): never {
+  console.log(
+    `\ndoctor: stopped at the first device fault, in ${what}. A fault leaves the CUDA context unusable, so ` +
+      `every later check would fail with the same error and prove nothing.\n  ${message}\n` +
+      `  To name the faulting kernel: VSWIFT_SYNC_LAUNCH=1 deno task doctor` +
+      `${values.filter ? ` --filter '${values.filter}'` : ""}`,
+  );
+  Deno.exit(1);
+}
+
 for (const c of cases) {
   const r = compareCase(gpu, host.native, c);
   if (!r.ok) failures++;
@@ -102,6 +114,7 @@ for (const c of cases) {
       r.tol.toExponential(0)
     }  ${r.ms.toFixed(0).padStart(6)} ms${r.ok ? "" : `  (${r.detail})`}`,
   );
+  if (r.deviceFault) stopAfterFault(`case ${r.name}`, r.detail);
 }
 
 console.log("\n2. a whole training step, GPU against host");
@@ -132,7 +145,13 @@ else {
     const hostReport = JSON.parse(
       new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
     ) as StepReport;
-    const gpuReport = await runStep({ device, model, batch, imgSize, frames });
+    let gpuReport: StepReport;
+    try {
+      gpuReport = await runStep({ device, model, batch, imgSize, frames });
+    } catch (e) {
+      if (isDeviceFault(e)) stopAfterFault("the training step", (e as Error).message);
+      throw e;
+    }
     for (const line of compareSteps(gpuReport, hostReport)) {
       if (line.startsWith("FAIL")) failures++;
       console.log(`  ${line}`);

@@ -150,3 +150,28 @@ Deno.test("a failing kernel throws a KernelError naming the kernel, the status a
     },
   );
 });
+
+Deno.test("GEMM GELU epilogues follow vswift.h: gelu of aux as stored, DGELU on the rounded product", () => {
+  const [m, n, k] = [12, 24, 40];
+  const bf = (shape: number[], scale = 1) => {
+    const t = allocPersistent(shape, "bf16");
+    writeTensor(t, Float32Array.from({ length: t.numel }, () => rng.normal() * scale));
+    return t;
+  };
+  const call = native().call.bind(native());
+  const [a, b, bias] = [bf([m, k]), bf([n, k], 0.3), bf([n])];
+  const [c, aux, again, plain] = [bf([m, n]), bf([m, n]), bf([m, n]), bf([m, n])];
+  // GELU_BIAS: C is exactly gelu of the rounded pre-activation that aux holds.
+  call("vs_gemm", 1, 1, 0, 1, m, n, k, 1, a.ptr, b.ptr, 0, c.ptr, bias.ptr, 2, aux.ptr, null);
+  call("vs_gelu_fwd", 1, m * n, aux.ptr, again.ptr, null);
+  assert.deepEqual([...readFloats(c)], [...readFloats(again)]);
+  // A NULL bias is no bias: aux is then the plain product.
+  call("vs_gemm", 1, 1, 0, 1, m, n, k, 1, a.ptr, b.ptr, 0, c.ptr, null, 2, aux.ptr, null);
+  call("vs_gemm", 1, 1, 0, 1, m, n, k, 1, a.ptr, b.ptr, 0, plain.ptr, null, 0, null, null);
+  assert.deepEqual([...readFloats(aux)], [...readFloats(plain)]);
+  // DGELU: C = round(A B) * gelu'(aux), rounded: the unfused GEMM and gelu_bwd give the same bits.
+  const dy = bf([m, n]);
+  call("vs_gemm", 1, 1, 0, 1, m, n, k, 1, a.ptr, b.ptr, 0, c.ptr, null, 3, dy.ptr, null);
+  call("vs_gelu_bwd", 1, m * n, dy.ptr, plain.ptr, again.ptr, null);
+  assert.deepEqual([...readFloats(c)], [...readFloats(again)]);
+});

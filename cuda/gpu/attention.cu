@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "attention_kernels.cuh"
 #include "common.cuh"
@@ -64,10 +65,25 @@ int reserve_smem(const void* kernel, int bytes, const char* name, int hdp) {
   const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // do not leave the error for an unrelated later launch check
-    return vs_fail(VS_ERR_CUDA, "%s (padded head_dim %d): cannot reserve %d bytes of shared memory: %s", name, hdp,
-                   bytes, cudaGetErrorString(e));
+    return vs_fail(VS_ERR_CUDA,
+                   "%s (padded head_dim %d): cannot reserve %d bytes of shared memory (the device allows %d "
+                   "per block): %s",
+                   name, hdp, bytes, vsw::smem_optin(), cudaGetErrorString(e));
   }
   return VS_OK;
+}
+
+// Shared memory the backward may plan for: the device's per-block opt-in, lowered by
+// VSWIFT_ATTENTION_SMEM (bytes) so that the self-test can run the 99 KiB (sm_86 / sm_89) tiles on any GPU.
+// Read on every call: the self-test changes it between cases.
+int bwd_smem_limit() {
+  int limit = vsw::smem_optin();
+  const char* env = getenv("VSWIFT_ATTENTION_SMEM");
+  if (env != nullptr && env[0] != '\0') {
+    const long v = strtol(env, nullptr, 10);
+    if (v > 0 && v < limit) limit = (int)v;
+  }
+  return limit;
 }
 
 }  // namespace
@@ -171,7 +187,7 @@ extern "C" int vs_attention_bwd(int dtype, int64_t b, int64_t n, int64_t heads, 
   st = vs_check_launch("attention_bwd_prep_kernel");
   if (st != VS_OK) return st;
 
-  st = vs_attn::dispatch_bwd(hdp, [&](auto tag) -> int {
+  st = vs_attn::dispatch_bwd(hdp, bwd_smem_limit(), [&](auto tag) -> int {
     using Tag = decltype(tag);
     using Cfg = BwdCfg<Tag::kHdp, Tag::kBm>;
     const int64_t n_tiles = (n + Cfg::kBN - 1) / Cfg::kBN;

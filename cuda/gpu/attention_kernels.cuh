@@ -269,6 +269,10 @@ __global__ void __launch_bounds__(128) attention_fwd_kernel(const FwdArgs a) {
     }
   }
 
+  // O is staged through this warp's own rows of the Q tile (Q has been in registers since j == 0 and no
+  // other warp reads these rows) and written as whole 16-byte chunks: the mma fragments hold 4 bytes per
+  // lane 16 bytes apart, which stored directly costs four times the store transactions.
+  uint16_t* const stage = reinterpret_cast<uint16_t*>(dynamic_smem()) + warp * 16 * WM * kLds;
   // The quad partial sums share one max, so they add directly.
 #pragma unroll
   for (int mi = 0; mi < WM; ++mi) {
@@ -277,20 +281,25 @@ __global__ void __launch_bounds__(128) attention_fwd_kernel(const FwdArgs a) {
       float sum = l[mi][hr];
       sum += warp_xor(sum, 1);
       sum += warp_xor(sum, 2);
-      const int row = q0 + warp * 16 * WM + mi * 16 + g + 8 * hr;
-      if (row < n) {
-        const float inv = 1.f / sum;
-        uint16_t* dst = a.out + ((int64_t)(bi * (int64_t)n + row) * a.heads + h) * a.hd;
+      const int r = mi * 16 + g + 8 * hr;  // row within this warp's slice
+      const float inv = 1.f / sum;
 #pragma unroll
-        for (int dt = 0; dt < kDT; ++dt) {
-          const int d = dt * 8 + 2 * t;
-          if (d < a.hd)
-            *reinterpret_cast<uint32_t*>(dst + d) =
-                pack_bf16x2(o[mi][dt][2 * hr] * inv, o[mi][dt][2 * hr + 1] * inv);
-        }
-        if (t == 0) a.lse[(int64_t)bh * n + row] = m[mi][hr] * a.scale + logf(sum);
+      for (int dt = 0; dt < kDT; ++dt) {
+        const int d = dt * 8 + 2 * t;
+        *reinterpret_cast<uint32_t*>(stage + r * kLds + d) =
+            pack_bf16x2(o[mi][dt][2 * hr] * inv, o[mi][dt][2 * hr + 1] * inv);
       }
+      const int row = q0 + warp * 16 * WM + r;
+      if (row < n && t == 0) a.lse[(int64_t)bh * n + row] = m[mi][hr] * a.scale + logf(sum);
     }
+  }
+  __syncwarp();
+  for (int i = lane; i < 16 * WM * hd_chunks; i += 32) {
+    const int r = i / hd_chunks, c = i - r * hd_chunks;
+    const int row = q0 + warp * 16 * WM + r;
+    if (row < n)
+      *reinterpret_cast<uint4*>(a.out + ((int64_t)(bi * (int64_t)n + row) * a.heads + h) * a.hd + c * 8) =
+          *reinterpret_cast<const uint4*>(stage + r * kLds + c * 8);
   }
 }
 
@@ -580,21 +589,32 @@ __global__ void __launch_bounds__(256, 1) attention_bwd_kernel(const BwdArgs a) 
     }
   }
 
+  // dK and dV are staged through this warp's rows of the K and V tiles and written as whole 16-byte
+  // chunks (the fragments hold 4 bytes per lane 16 bytes apart). Every warp read all K rows in the last
+  // dQ step, hence the barrier before they are overwritten.
+  __syncthreads();
+  uint16_t* const stage_k = reinterpret_cast<uint16_t*>(dynamic_smem() + oK) + kw * kLds;
+  uint16_t* const stage_v = reinterpret_cast<uint16_t*>(dynamic_smem() + oV) + kw * kLds;
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
-    const int key = hr ? key_hi : key_lo;
-    if (key < n) {
-      uint16_t* dst = a.dqkv + (bi * (int64_t)n + key) * stride + (int64_t)h * a.hd;
+    const int r = g + 8 * hr;  // key row within this warp's 16
 #pragma unroll
-      for (int dt = 0; dt < kDT; ++dt) {
-        const int d = dt * 8 + 2 * t;
-        if (d < a.hd) {
-          *reinterpret_cast<uint32_t*>(dst + slot + d) =
-              pack_bf16x2(dk[dt][2 * hr] * a.scale, dk[dt][2 * hr + 1] * a.scale);
-          *reinterpret_cast<uint32_t*>(dst + 2 * slot + d) = pack_bf16x2(dv[dt][2 * hr], dv[dt][2 * hr + 1]);
-        }
-      }
+    for (int dt = 0; dt < kDT; ++dt) {
+      const int d = dt * 8 + 2 * t;
+      *reinterpret_cast<uint32_t*>(stage_k + r * kLds + d) =
+          pack_bf16x2(dk[dt][2 * hr] * a.scale, dk[dt][2 * hr + 1] * a.scale);
+      *reinterpret_cast<uint32_t*>(stage_v + r * kLds + d) = pack_bf16x2(dv[dt][2 * hr], dv[dt][2 * hr + 1]);
     }
+  }
+  __syncwarp();
+  for (int i = lane; i < 2 * 16 * hd_chunks; i += 32) {
+    const int which = i / (16 * hd_chunks);  // 0: dK, 1: dV
+    const int rest = i - which * 16 * hd_chunks;
+    const int r = rest / hd_chunks, c = rest - r * hd_chunks;
+    const int key = k0 + kw + r;
+    if (key < n)
+      *reinterpret_cast<uint4*>(a.dqkv + (bi * (int64_t)n + key) * stride + (int64_t)h * a.hd + (which + 1) * slot +
+                                c * 8) = *reinterpret_cast<const uint4*>((which ? stage_v : stage_k) + r * kLds + c * 8);
   }
 }
 
@@ -628,6 +648,10 @@ __global__ void __launch_bounds__(256) attention_bwd_dq_kernel(const float* dq, 
 // 64 queries (one m16 tile per warp).
 // Backward: 128 keys x 64 queries per step up to hd 96 (K/V fragments in registers up to hd 64);
 // dK + dV accumulators grow to 112/128 registers at hd 112/128, which then take 32/16 queries per step.
+// Shared memory: those backward tiles need up to 125,952 bytes (hd 96), more than the 99 KiB (101,376
+// bytes) a block may opt in to on sm_86 / sm_89 (A10, A40, L4, L40S, RTX 30xx / 40xx); there hd 80 / 96
+// take 32 queries per step and hd 112 takes 16 (78,336 / 90,624 / 83,200 bytes). sm_80 (163 KiB) and
+// sm_90 (227 KiB) take the first choice at every head_dim; the forward fits 99 KiB everywhere.
 // ------------------------------------------------------------------------------------------------
 template <int HDP, int WM, int BN>
 struct FwdTag {
@@ -653,15 +677,29 @@ int dispatch_fwd(int hdp, F&& f) {
   }
 }
 
+template <class Tag>
+constexpr int bwd_smem_bytes() {
+  return BwdCfg<Tag::kHdp, Tag::kBm>::kSmemBytes;
+}
+
+// The first choice when its shared memory fits `smem_limit` (the device's per-block opt-in), else the
+// smaller query tile.
+template <class Big, class Small, class F>
+int pick_bwd(int smem_limit, F&& f) {
+  static_assert(bwd_smem_bytes<Small>() < bwd_smem_bytes<Big>(), "the fallback must need less shared memory");
+  if (bwd_smem_bytes<Big>() <= smem_limit) return f(Big{});
+  return f(Small{});
+}
+
 template <class F>
-int dispatch_bwd(int hdp, F&& f) {
+int dispatch_bwd(int hdp, int smem_limit, F&& f) {
   switch (hdp) {
     case 32: return f(BwdTag<32, 64, true>{});
     case 48: return f(BwdTag<48, 64, true>{});
     case 64: return f(BwdTag<64, 64, true>{});
-    case 80: return f(BwdTag<80, 64, false>{});
-    case 96: return f(BwdTag<96, 64, false>{});
-    case 112: return f(BwdTag<112, 32, false>{});
+    case 80: return pick_bwd<BwdTag<80, 64, false>, BwdTag<80, 32, false>>(smem_limit, f);
+    case 96: return pick_bwd<BwdTag<96, 64, false>, BwdTag<96, 32, false>>(smem_limit, f);
+    case 112: return pick_bwd<BwdTag<112, 32, false>, BwdTag<112, 16, false>>(smem_limit, f);
     default: return f(BwdTag<128, 16, false>{});
   }
 }

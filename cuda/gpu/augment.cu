@@ -71,7 +71,10 @@ __device__ __forceinline__ float sample(const uint8_t* base, int64_t stride, int
 }
 
 template <typename TO>
-__global__ void __launch_bounds__(kAugThreads) crop_resize_kernel(AugParams p, const uint8_t* frames, TO* out) {
+// __grid_constant__: sample() takes the axes by reference and idx[] is indexed at run time; without it
+// the parameter block is copied to local memory in every thread.
+__global__ void __launch_bounds__(kAugThreads)
+    crop_resize_kernel(__grid_constant__ const AugParams p, const uint8_t* frames, TO* out) {
   const int64_t plane = p.t * p.out_h * p.out_w;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < plane; i += stride) {
@@ -81,6 +84,7 @@ __global__ void __launch_bounds__(kAugThreads) crop_resize_kernel(AugParams p, c
     const uint8_t* src = frames + int64_t(p.idx[f]) * p.frame_bytes;
     float rgb[3];
     if (!p.yuv) {
+#pragma unroll  // rgb[] stays in registers only when every index is a constant
       for (int c = 0; c < 3; ++c) rgb[c] = sample(src + c, p.w * 3, 3, p.ax, p.ay, ox, oy);
     } else {
       const uint8_t* pu = src + p.h * p.w;
@@ -93,6 +97,7 @@ __global__ void __launch_bounds__(kAugThreads) crop_resize_kernel(AugParams p, c
       rgb[2] = fminf(255.0f, fmaxf(0.0f, y + 2.017232f * u));
     }
     const int64_t o = (int64_t(f) * p.out_h + oy) * p.out_w + (p.flip ? p.out_w - 1 - ox : ox);
+#pragma unroll
     for (int c = 0; c < 3; ++c) out[c * plane + o] = from_f<TO>(rgb[c] * p.mul[c] + p.add[c]);
   }
 }

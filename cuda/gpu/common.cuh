@@ -14,8 +14,16 @@
 // Records a printf-style message for vs_last_error() on this thread and returns `status`.
 int vs_fail(int status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// Turns a pending launch or runtime error into VS_ERR_CUDA naming `kernel`; VS_OK when there is none.
+// Turns a pending launch or runtime error into a status naming `kernel`; VS_OK when there is none. A
+// sticky error (a device fault) found here belongs to an earlier kernel and is worded so
+// (VS_ERR_DEVICE_FAULT). With VSWIFT_SYNC_LAUNCH=1 the device is synchronised after every launch, so a
+// fault is reported against the kernel that caused it (CUDA_LAUNCH_BLOCKING's role, with our names).
 int vs_check_launch(const char* kernel);
+
+// The status and message for a failed CUDA runtime call `call` made by entry point `fn`: a sticky error
+// becomes VS_ERR_DEVICE_FAULT worded as an earlier kernel's fault, an allocation failure VS_ERR_NOMEM,
+// anything else VS_ERR_CUDA.
+int vs_fail_cuda(const char* fn, const char* call, cudaError_t err);
 
 // Returns early with the status of an expression that failed (the message is already recorded).
 #define VSW_TRY(expr)                 \
@@ -29,14 +37,13 @@ int vs_check_launch(const char* kernel);
 // A CUDA runtime call whose failure becomes VS_ERR_CUDA (VS_ERR_NOMEM for an allocation), naming the
 // entry point and the call. The error is also cleared from the runtime, so that a later launch check does
 // not report it against an unrelated kernel.
-#define VSW_CUDA(fn, call)                                                                      \
-  do {                                                                                          \
-    cudaError_t vsw_cuda_err_ = (call);                                                         \
-    if (vsw_cuda_err_ != cudaSuccess) {                                                         \
-      (void)cudaGetLastError();                                                                 \
-      return vs_fail(vsw_cuda_err_ == cudaErrorMemoryAllocation ? VS_ERR_NOMEM : VS_ERR_CUDA,  \
-                     "%s: %s failed: %s", fn, #call, cudaGetErrorString(vsw_cuda_err_));       \
-    }                                                                                           \
+#define VSW_CUDA(fn, call)                                \
+  do {                                                    \
+    cudaError_t vsw_cuda_err_ = (call);                   \
+    if (vsw_cuda_err_ != cudaSuccess) {                   \
+      (void)cudaGetLastError();                           \
+      return vs_fail_cuda(fn, #call, vsw_cuda_err_);      \
+    }                                                     \
   } while (0)
 
 namespace vsw {
@@ -54,6 +61,9 @@ int dtype_size(int dtype);  // 0 for an unknown dtype
 int current_device(const char* fn, int* device);
 // Multiprocessor count of the current device (cached); 1 if it cannot be read.
 int sm_count();
+// Shared memory a block of the current device may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin,
+// cached): 163 KiB on sm_80, 99 KiB on sm_86 / sm_89, 227 KiB on sm_90; 48 KiB if it cannot be read.
+int smem_optin();
 
 // Scratch for multi-pass deterministic reductions. One buffer per (device, stream): kernels queued on
 // one stream run in order, so consecutive calls can reuse it without synchronisation, while two streams

@@ -2,6 +2,7 @@
 // the multi-pass kernels and cuBLASLt share.
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -27,9 +28,69 @@ int vs_fail(int status, const char* fmt, ...) {
   return status;
 }
 
+namespace {
+
+// Errors after which "any further CUDA work will return the same error" (driver_types.h): a kernel
+// faulted, and whoever meets the error next is not the culprit.
+bool is_sticky(cudaError_t err) {
+  switch (err) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable: return true;
+    default: return false;
+  }
+}
+
+bool sync_launch() {
+  static const bool on = [] {
+    const char* v = getenv("VSWIFT_SYNC_LAUNCH");
+    return v != nullptr && v[0] != '\0' && strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+int fail_fault(const char* where, cudaError_t err) {
+  return vs_fail(VS_ERR_DEVICE_FAULT,
+                 "%s: an earlier kernel faulted on the device: %s (%s). Kernels run asynchronously, so this "
+                 "call only found the fault; the CUDA context is unusable until the process exits. Rerun "
+                 "with VSWIFT_SYNC_LAUNCH=1 to name the kernel that faulted",
+                 where, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+}  // namespace
+
+int vs_fail_cuda(const char* fn, const char* call, cudaError_t err) {
+  if (is_sticky(err)) return fail_fault(fn, err);
+  return vs_fail(err == cudaErrorMemoryAllocation ? VS_ERR_NOMEM : VS_ERR_CUDA, "%s: %s failed: %s (%s)", fn,
+                 call, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
 int vs_check_launch(const char* kernel) {
   cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess && sync_launch()) {
+    err = cudaDeviceSynchronize();
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      const char* kind = is_sticky(err) ? "faulted on the device" : "failed while running";
+      return vs_fail(is_sticky(err) ? VS_ERR_DEVICE_FAULT : VS_ERR_CUDA,
+                     "%s: the kernel %s: %s (%s); found by VSWIFT_SYNC_LAUNCH=1's synchronisation after "
+                     "its launch%s",
+                     kernel, kind, cudaGetErrorString(err), cudaGetErrorName(err),
+                     is_sticky(err) ? ", the CUDA context is unusable until the process exits" : "");
+    }
+    return VS_OK;
+  }
   if (err == cudaSuccess) return VS_OK;
+  if (is_sticky(err)) return fail_fault(kernel, err);
   return vs_fail(VS_ERR_CUDA, "%s: kernel launch failed: %s (%s)", kernel, cudaGetErrorString(err),
                  cudaGetErrorName(err));
 }
@@ -91,24 +152,30 @@ int current_device(const char* fn, int* device) {
 
 namespace {
 constexpr int kMaxDevices = 64;
-std::atomic<int> g_sm_count[kMaxDevices];  // 0 = not read yet
-}  // namespace
+std::atomic<int> g_sm_count[kMaxDevices];    // 0 = not read yet
+std::atomic<int> g_smem_optin[kMaxDevices];  // 0 = not read yet
 
-int sm_count() {
+// A device attribute of the current device, cached per device in `cache`; `fallback` if unreadable.
+int cached_attribute(std::atomic<int>* cache, cudaDeviceAttr attr, int fallback) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
     (void)cudaGetLastError();
-    return 1;
+    return fallback;
   }
-  int n = g_sm_count[dev].load(std::memory_order_relaxed);
-  if (n > 0) return n;
-  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) {
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v > 0) return v;
+  if (cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess || v < 1) {
     (void)cudaGetLastError();
-    return 1;
+    return fallback;
   }
-  g_sm_count[dev].store(n, std::memory_order_relaxed);
-  return n;
+  cache[dev].store(v, std::memory_order_relaxed);
+  return v;
 }
+}  // namespace
+
+int sm_count() { return cached_attribute(g_sm_count, cudaDevAttrMultiProcessorCount, 1); }
+
+int smem_optin() { return cached_attribute(g_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 << 10); }
 
 // ------------------------------------------------------------------------------------------------
 // Per-(device, stream) buffers
@@ -197,8 +264,23 @@ int vs_device_count(int* count) {
   if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver || err == cudaErrorInitializationError ||
       err == cudaErrorSystemDriverMismatch || err == cudaErrorCompatNotSupportedOnDevice) {
     // No usable driver or device is an answer, not a failure: the caller falls back to the host build.
+    // The reason is still recorded (vs_last_error), so that the fallback names it: an old driver is
+    // something the user can fix, and must not look like a machine without a GPU.
     (void)cudaGetLastError();
     *count = 0;
+    int driver = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+    (void)cudaGetLastError();
+    if (err == cudaErrorInsufficientDriver) {
+      vs_fail(VS_OK,
+              "the NVIDIA driver is too old for this build (cudaErrorInsufficientDriver): the driver supports "
+              "CUDA %d.%d, libvswift_cuda.so was built with the CUDA %d.%d runtime (CUDA 13 needs driver R580 "
+              "or newer, CUDA 12 R525 or newer); update the driver or rebuild with an older CUDA toolkit",
+              driver / 1000, (driver % 1000) / 10, CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10);
+    } else {
+      vs_fail(VS_OK, "cudaGetDeviceCount failed: %s (%s); driver version %d.%d", cudaGetErrorString(err),
+              cudaGetErrorName(err), driver / 1000, (driver % 1000) / 10);
+    }
     return VS_OK;
   }
   VSW_CUDA(fn, err);
@@ -336,10 +418,12 @@ int vs_memset(void* dst, int value, int64_t bytes, vs_stream stream) {
 int vs_stream_create(vs_stream* stream) {
   static const char* fn = "vs_stream_create";
   VSW_TRY(vsw::check_ptr(fn, "stream", stream));
-  // A blocking stream keeps the legacy default stream (NULL) ordered with it, so callers that mix the
-  // two get no races; the trainer uses its own streams throughout, so nothing is lost.
+  // Non-blocking: a stream made with cudaStreamCreate is ordered with every launch on the legacy default
+  // stream (NULL), which made each kernel queued after a bucket's all-reduce wait for it. The trainer
+  // launches everything on its compute stream (lib/ffi: Native.stream) and orders its streams with
+  // events only; NULL is left to the self-test and to callers that use no stream of their own.
   cudaStream_t s = nullptr;
-  VSW_CUDA(fn, cudaStreamCreate(&s));
+  VSW_CUDA(fn, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   *stream = reinterpret_cast<vs_stream>(s);
   return VS_OK;
 }

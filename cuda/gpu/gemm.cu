@@ -16,9 +16,10 @@
 // GELU: cuBLASLt's GELU epilogues evaluate the tanh approximation of GELU (PyTorch's fused
 // _addmm_activation notes the same), while the ABI, the host reference and torch.nn.GELU() use the exact
 // erf form; they differ by up to about 5e-4. By default VS_EPI_GELU_BIAS therefore runs the GEMM with the
-// bias epilogue into `aux` and computes C = gelu(aux) exactly in a second pass, and VS_EPI_DGELU runs a
-// plain GEMM into C followed by C *= gelu'(aux). Setting VSWIFT_CUBLASLT_GELU=1 uses cuBLASLt's fused
-// GELU_AUX_BIAS / DGELU epilogues instead (one pass, tanh approximation).
+// bias epilogue into `aux` and computes C = gelu(aux) exactly in a second pass, on aux as stored, and
+// VS_EPI_DGELU runs a plain GEMM into C followed by C *= gelu'(aux): the contract of vswift.h, which the
+// host build computes the same way. Setting VSWIFT_CUBLASLT_GELU=1 uses cuBLASLt's fused GELU_AUX_BIAS /
+// DGELU epilogues instead (one pass, tanh approximation, outside that contract).
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,7 +403,7 @@ constexpr int kFbThreads = 256;
 template <typename TAB, typename TC>
 __global__ void __launch_bounds__(kFbThreads)
     gemm_fallback_kernel(int64_t m, int64_t n, int64_t k, float alpha, const TAB* a, int trans_a, const TAB* b,
-                         int trans_b, float beta, TC* c) {
+                         int trans_b, float beta, TC* c, const TC* bias) {
   __shared__ float sa[kFbK][kFbTile + 1];  // sa[kk][i] = op(A)[row0 + i, k0 + kk]
   __shared__ float sb[kFbK][kFbTile + 1];  // sb[kk][j] = op(B)[k0 + kk, col0 + j]
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
@@ -455,6 +456,7 @@ __global__ void __launch_bounds__(kFbThreads)
           TC* p = c + row * n + col;
           float v = alpha * acc[r][q];
           if (beta != 0.0f) v += beta * to_f(*p);
+          if (bias != nullptr) v += to_f(bias[col]);  // before the one rounding (vswift.h)
           *p = from_f<TC>(v);
         }
       }
@@ -462,22 +464,24 @@ __global__ void __launch_bounds__(kFbThreads)
   }
 }
 
+// bias: (n) in c_dtype added before the rounding, or NULL.
 int launch_gemm_fallback(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                         float alpha, const void* a, const void* b, float beta, void* c, cudaStream_t s) {
+                         float alpha, const void* a, const void* b, float beta, void* c, const void* bias,
+                         cudaStream_t s) {
   const int64_t tiles = (m + kFbTile - 1) / kFbTile * ((n + kFbTile - 1) / kFbTile);
   const unsigned grid = grid_for(tiles, 1, 8);
   if (ab_dtype == VS_F32) {
     gemm_fallback_kernel<float, float><<<grid, kFbThreads, 0, s>>>(
         m, n, k, alpha, static_cast<const float*>(a), trans_a, static_cast<const float*>(b), trans_b, beta,
-        static_cast<float*>(c));
+        static_cast<float*>(c), static_cast<const float*>(bias));
   } else if (c_dtype == VS_F32) {
-    gemm_fallback_kernel<bf16, float><<<grid, kFbThreads, 0, s>>>(m, n, k, alpha, static_cast<const bf16*>(a), trans_a,
-                                                                  static_cast<const bf16*>(b), trans_b, beta,
-                                                                  static_cast<float*>(c));
+    gemm_fallback_kernel<bf16, float><<<grid, kFbThreads, 0, s>>>(
+        m, n, k, alpha, static_cast<const bf16*>(a), trans_a, static_cast<const bf16*>(b), trans_b, beta,
+        static_cast<float*>(c), static_cast<const float*>(bias));
   } else {
-    gemm_fallback_kernel<bf16, bf16><<<grid, kFbThreads, 0, s>>>(m, n, k, alpha, static_cast<const bf16*>(a), trans_a,
-                                                                 static_cast<const bf16*>(b), trans_b, beta,
-                                                                 static_cast<bf16*>(c));
+    gemm_fallback_kernel<bf16, bf16><<<grid, kFbThreads, 0, s>>>(
+        m, n, k, alpha, static_cast<const bf16*>(a), trans_a, static_cast<const bf16*>(b), trans_b, beta,
+        static_cast<bf16*>(c), static_cast<const bf16*>(bias));
   }
   return vs_check_launch("vs_gemm (gemm_fallback_kernel)");
 }
@@ -632,7 +636,12 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
     VSW_TRY(run_matmul(fn, g, s, &no_algo));
     bias_done = !no_algo;
   }
-  if (!bias_done) {
+  if (!bias_done && use_bias) {
+    // No bias epilogue (a misaligned bias, no algorithm, or the fallback forced): our kernel adds the
+    // bias before its one rounding, as the contract in vswift.h says; a GEMM and then a bias pass would
+    // round twice.
+    VSW_TRY(launch_gemm_fallback(ab_dtype, c_dtype, trans_a, trans_b, m, n, k, alpha, a, b, beta, g.d, bias, s));
+  } else if (!bias_done) {
     no_algo = true;
     if (!forced) {
       g.key.epilogue = lt::kEpilogueDefault;
@@ -640,8 +649,9 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
       g.key.al_bias = 256;
       VSW_TRY(run_matmul(fn, g, s, &no_algo));
     }
-    if (no_algo) VSW_TRY(launch_gemm_fallback(ab_dtype, c_dtype, trans_a, trans_b, m, n, k, alpha, a, b, beta, g.d, s));
-    if (use_bias) VSW_TRY(vs_add_bcast(c_dtype, m, n, g.d, bias, g.d, stream));
+    if (no_algo) {
+      VSW_TRY(launch_gemm_fallback(ab_dtype, c_dtype, trans_a, trans_b, m, n, k, alpha, a, b, beta, g.d, nullptr, s));
+    }
   }
   if (epilogue == VS_EPI_GELU_BIAS) return vs_gelu_fwd(c_dtype, m * n, aux, c, stream);
   // dgelu: C = (A B) * gelu'(aux), in place (the double rounding of a bf16 C costs at most one ulp).

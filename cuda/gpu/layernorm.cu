@@ -2,8 +2,10 @@
 //
 // Fast path: one warp per row, the row held in registers as 16-byte packs, so x is read once (forward)
 // and x, dy once (backward). It needs cols to be a multiple of the pack width, 16-byte aligned pointers
-// and a row that fits the register budget; anything else takes the generic path (one block per row,
-// values re-read from L1/L2).
+// and a row that fits the register budget (12 packs a lane: 3072 bf16 or 1536 f32 columns); anything
+// else takes the generic path (one block per row, values re-read from L1/L2). The backward keeps its
+// per-lane dgamma / dbeta column sums in registers up to 1024 columns; wider rows (ViT-H 1280, ViT-g
+// 1408) keep them in shared memory, one (2, cols) slice per warp, with 4 warps a block.
 //
 // dgamma and dbeta are reduced deterministically: every block of the backward kernel writes its partial
 // column sums (warps combined in a fixed order), a second kernel adds the block partials in block order
@@ -15,6 +17,7 @@ namespace {
 
 constexpr int kLnWarps = 8;  // warps per block in the warp-per-row kernels
 constexpr int kLnThreads = kLnWarps * 32;
+constexpr int kLnWideWarps = 4;  // warps per block of the backward with column sums in shared memory
 
 // ------------------------------------------------------------------------------------------------
 // Forward
@@ -164,24 +167,82 @@ int ln_fwd(const char* fn, int64_t rows, int cols, float eps, const T* x, const 
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  dgamma = sum_rows dy * xhat,  dbeta = sum_rows dy.
 // ------------------------------------------------------------------------------------------------
 
+// Adds E values to 16-byte aligned shared memory as float4s (2-way bank conflicts at most).
+template <int E>
+__device__ __forceinline__ void smem_add(float* p, const float* v) {
+#pragma unroll
+  for (int j = 0; j < E; j += 4) {
+    float4 a = *reinterpret_cast<float4*>(p + j);
+    a.x += v[j];
+    a.y += v[j + 1];
+    a.z += v[j + 2];
+    a.w += v[j + 3];
+    *reinterpret_cast<float4*>(p + j) = a;
+  }
+}
+
+// Adds the warps' register column sums in warp order (fixed, hence reproducible) through `acc_smem`
+// (2, cols) and writes the block's partial to `out`.
+template <int E, int NP>
+__device__ __forceinline__ void ln_bwd_combine_regs(const float (&dg)[NP][E], const float (&db)[NP][E],
+                                                    float* acc_smem, float* out, int cols, int npacks, int lane,
+                                                    int warp) {
+  for (int w = 0; w < kLnWarps; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int p = 0; p < NP; ++p) {
+        const int pk = p * 32 + lane;
+        if (pk < npacks) {
+#pragma unroll
+          for (int j = 0; j < E; ++j) {
+            const int c = pk * E + j;
+            acc_smem[c] = (w == 0 ? 0.0f : acc_smem[c]) + dg[p][j];
+            acc_smem[cols + c] = (w == 0 ? 0.0f : acc_smem[cols + c]) + db[p][j];
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int c = threadIdx.x; c < 2 * cols; c += blockDim.x) out[c] = acc_smem[c];
+}
+
 // partial: (gridDim.x, 2, cols): row 0 dgamma, row 1 dbeta partials of this block.
-template <typename T, int NP>
+// SMEM_ACC: the column sums live in shared memory, (kLnWideWarps, 2, cols), each lane only ever
+// touching its own columns of its warp's slice (no races, no atomics), instead of 2 NP E registers.
+template <typename T, int NP, bool SMEM_ACC>
 __global__ void __launch_bounds__(kLnThreads)
     ln_bwd_warp(int64_t rows, int cols, const T* x, const T* gamma, const float* mean, const float* rstd, const T* dy,
                 T* dx, int accumulate, float* partial) {
   constexpr int E = int(16 / sizeof(T));
-  extern __shared__ float acc_smem[];  // (2, cols)
+  constexpr int kW = SMEM_ACC ? kLnWideWarps : kLnWarps;
+  constexpr int kAccP = SMEM_ACC ? 1 : NP;  // register accumulators (unused with SMEM_ACC)
+  extern __shared__ float acc_smem[];       // (2, cols), or (kW, 2, cols) with SMEM_ACC
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int npacks = cols / E;
   const float inv_cols = 1.0f / float(cols);
-  float dg[NP][E], db[NP][E];
+  float* const warp_acc = acc_smem + (SMEM_ACC ? int64_t(warp) * 2 * cols : 0);
+  float dg[kAccP][E], db[kAccP][E];
 #pragma unroll
-  for (int p = 0; p < NP; ++p) {
+  for (int p = 0; p < kAccP; ++p) {
 #pragma unroll
     for (int j = 0; j < E; ++j) dg[p][j] = db[p][j] = 0.0f;
   }
-  const int64_t warps_total = int64_t(gridDim.x) * kLnWarps;
-  for (int64_t row = int64_t(blockIdx.x) * kLnWarps + warp; row < rows; row += warps_total) {
+  if constexpr (SMEM_ACC) {
+#pragma unroll
+    for (int p = 0; p < NP; ++p) {
+      const int pk = p * 32 + lane;
+      if (pk < npacks) {
+#pragma unroll
+        for (int j = 0; j < E; j += 4) {
+          *reinterpret_cast<float4*>(warp_acc + pk * E + j) = make_float4(0.f, 0.f, 0.f, 0.f);
+          *reinterpret_cast<float4*>(warp_acc + cols + pk * E + j) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
+    }
+  }
+  const int64_t warps_total = int64_t(gridDim.x) * kW;
+  for (int64_t row = int64_t(blockIdx.x) * kW + warp; row < rows; row += warps_total) {
     const int64_t base = row * cols;
     const float mu = mean[row], rs = rstd[row];
     float xh[NP][E], gd[NP][E];
@@ -200,8 +261,19 @@ __global__ void __launch_bounds__(kLnThreads)
           gd[p][j] = gv[j] * dv[j];
           s1 += gd[p][j];
           s2 += gd[p][j] * xh[p][j];
-          dg[p][j] += dv[j] * xh[p][j];
-          db[p][j] += dv[j];
+        }
+        if constexpr (SMEM_ACC) {
+          float t[E];
+#pragma unroll
+          for (int j = 0; j < E; ++j) t[j] = dv[j] * xh[p][j];
+          smem_add<E>(warp_acc + pk * E, t);
+          smem_add<E>(warp_acc + cols + pk * E, dv);
+        } else {
+#pragma unroll
+          for (int j = 0; j < E; ++j) {
+            dg[p][j] += dv[j] * xh[p][j];
+            db[p][j] += dv[j];
+          }
         }
       }
     }
@@ -223,26 +295,19 @@ __global__ void __launch_bounds__(kLnThreads)
       }
     }
   }
-  // Combine the warps' column partials in warp order (fixed, hence reproducible).
-  for (int w = 0; w < kLnWarps; ++w) {
-    if (warp == w) {
-#pragma unroll
-      for (int p = 0; p < NP; ++p) {
-        const int pk = p * 32 + lane;
-        if (pk < npacks) {
-#pragma unroll
-          for (int j = 0; j < E; ++j) {
-            const int c = pk * E + j;
-            acc_smem[c] = (w == 0 ? 0.0f : acc_smem[c]) + dg[p][j];
-            acc_smem[cols + c] = (w == 0 ? 0.0f : acc_smem[cols + c]) + db[p][j];
-          }
-        }
-      }
-    }
-    __syncthreads();
-  }
   float* out = partial + int64_t(blockIdx.x) * 2 * cols;
-  for (int c = threadIdx.x; c < 2 * cols; c += blockDim.x) out[c] = acc_smem[c];
+  if constexpr (SMEM_ACC) {
+    // Sum the warps' slices in warp order (fixed, hence reproducible).
+    __syncthreads();
+    for (int c = threadIdx.x; c < 2 * cols; c += blockDim.x) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kW; ++w) sum += acc_smem[int64_t(w) * 2 * cols + c];
+      out[c] = sum;
+    }
+  } else {
+    ln_bwd_combine_regs<E, NP>(dg, db, acc_smem, out, cols, npacks, lane, warp);
+  }
 }
 
 template <typename T>
@@ -320,18 +385,26 @@ __global__ void ln_bwd_params_final(int cols, int64_t parts, const float* partia
   }
 }
 
-template <typename T, int I = 0>
+// Register accumulators for rows up to 32 values a lane; shared-memory accumulators for 33 to 48 (only
+// the sizes each path can take are instantiated).
+template <typename T, bool SMEM_ACC, int I = 0>
 void launch_ln_bwd_warp(int np, unsigned grid, size_t smem, cudaStream_t s, int64_t rows, int cols, const T* x,
                         const T* gamma, const float* mean, const float* rstd, const T* dy, T* dx, int accumulate,
                         float* partial) {
-  // Only the sizes the register budget admits (np * E <= 32) are instantiated.
-  if constexpr (I < int(sizeof(kNpChoices) / sizeof(kNpChoices[0])) && kNpChoices[I] * int(16 / sizeof(T)) <= 32) {
-    if (np <= kNpChoices[I]) {
-      ln_bwd_warp<T, kNpChoices[I]>
-          <<<grid, kLnThreads, smem, s>>>(rows, cols, x, gamma, mean, rstd, dy, dx, accumulate, partial);
+  constexpr int kChoices = int(sizeof(kNpChoices) / sizeof(kNpChoices[0]));
+  if constexpr (I < kChoices) {
+    constexpr int kVals = kNpChoices[I] * int(16 / sizeof(T));
+    constexpr bool kTakes = SMEM_ACC ? kVals > 32 && kVals <= 48 : kVals <= 32;
+    if constexpr (!kTakes) {
+      // Not a size this path takes: only the other path's sizes below it, or none.
+      launch_ln_bwd_warp<T, SMEM_ACC, I + 1>(np, grid, smem, s, rows, cols, x, gamma, mean, rstd, dy, dx,
+                                             accumulate, partial);
+    } else if (np <= kNpChoices[I]) {
+      ln_bwd_warp<T, kNpChoices[I], SMEM_ACC><<<grid, SMEM_ACC ? kLnWideWarps * 32 : kLnThreads, smem, s>>>(
+          rows, cols, x, gamma, mean, rstd, dy, dx, accumulate, partial);
     } else {
-      launch_ln_bwd_warp<T, I + 1>(np, grid, smem, s, rows, cols, x, gamma, mean, rstd, dy, dx, accumulate,
-                                   partial);
+      launch_ln_bwd_warp<T, SMEM_ACC, I + 1>(np, grid, smem, s, rows, cols, x, gamma, mean, rstd, dy, dx,
+                                             accumulate, partial);
     }
   }
 }
@@ -344,21 +417,30 @@ int ln_bwd(const char* fn, int64_t rows, int cols, const T* x, const T* gamma, c
   VSW_TRY(stream_scratch(fn, s, &partial));
   const int64_t scratch_floats = int64_t(kScratchBytes / sizeof(float));
   const int np = (cols / E + 31) / 32;
-  // The per-lane dgamma/dbeta accumulators and the row's values live in registers: keep them within
-  // budget (32 values per lane covers bf16 and f32 rows up to 1024 columns).
-  const size_t smem = size_t(2) * size_t(cols) * sizeof(float);
-  const bool warp_ok = cols % E == 0 && np * E <= 32 && smem <= 48 * 1024 && aligned16(x) && aligned16(gamma) &&
-                       aligned16(dy) && aligned16(dx);
+  // The row's values live in registers (up to 12 packs a lane, as the forward). The per-lane
+  // dgamma/dbeta accumulators do too up to 32 values a lane (1024 columns); wider rows keep them in
+  // shared memory, a (2, cols) f32 slice per warp of a 4-warp block (48 KiB up to 1536 columns).
+  const bool packs_ok = cols % E == 0 && np <= 12 && aligned16(x) && aligned16(gamma) && aligned16(dy) &&
+                        aligned16(dx);
+  const bool regs = np * E <= 32;
+  const int warps = regs ? kLnWarps : kLnWideWarps;
+  const size_t smem = size_t(regs ? 2 : 2 * kLnWideWarps) * size_t(cols) * sizeof(float);
+  const bool warp_ok = packs_ok && smem <= 48 * 1024 && np * E <= 48;
   int64_t parts = 0;
   if (warp_ok) {
-    int64_t grid = int64_t(sm_count()) * 2;
-    const int64_t by_rows = (rows + kLnWarps - 1) / kLnWarps;
+    int64_t grid = int64_t(sm_count()) * (regs ? 2 : 4);
+    const int64_t by_rows = (rows + warps - 1) / warps;
     if (grid > by_rows) grid = by_rows;
     if (grid > scratch_floats / (2 * int64_t(cols))) grid = scratch_floats / (2 * int64_t(cols));
     if (grid < 1) grid = 1;
-    launch_ln_bwd_warp<T>(np, unsigned(grid), smem, s, rows, cols, x, gamma, mean, rstd, dy, dx, accumulate,
-                          partial);
-    VSW_TRY(vs_check_launch("vs_layernorm_bwd (ln_bwd_warp)"));
+    if (regs) {
+      launch_ln_bwd_warp<T, false>(np, unsigned(grid), smem, s, rows, cols, x, gamma, mean, rstd, dy, dx,
+                                   accumulate, partial);
+    } else {
+      launch_ln_bwd_warp<T, true>(np, unsigned(grid), smem, s, rows, cols, x, gamma, mean, rstd, dy, dx, accumulate,
+                                  partial);
+    }
+    VSW_TRY(vs_check_launch(regs ? "vs_layernorm_bwd (ln_bwd_warp)" : "vs_layernorm_bwd (ln_bwd_warp, smem sums)"));
     parts = grid;
   } else {
     ln_bwd_dx_block<T><<<grid_for(rows, 1, 32), 256, 0, s>>>(rows, cols, x, gamma, mean, rstd, dy, dx, accumulate);

@@ -7,7 +7,9 @@ namespace {
 constexpr int kMaxChannels = 16;
 
 // Per-channel normalisation of u8 video, passed by value so the kernel reads it from the constant bank
-// (mean_std lives in host memory: no copy to the device is needed).
+// (mean_std lives in host memory: no copy to the device is needed). The kernels declare it, and the
+// geometry, __grid_constant__: pixel() takes them by reference and indexes mean/std by a run-time
+// channel, which would otherwise copy the parameters to local memory in every thread.
 struct ChannelNorm {
   float mean[kMaxChannels];
   float std[kMaxChannels];
@@ -35,8 +37,8 @@ __device__ __forceinline__ float pixel(const TI* video, const VideoGeom& g, cons
 // neighbouring threads read neighbouring pixels of a patch row.
 template <typename TI, typename TO>
 __global__ void __launch_bounds__(256)
-    patchify_kernel(int64_t b, int64_t n_idx, VideoGeom g, ChannelNorm nrm, const TI* video, const int32_t* idx,
-                    TO* out) {
+    patchify_kernel(int64_t b, int64_t n_idx, __grid_constant__ const VideoGeom g,
+                    __grid_constant__ const ChannelNorm nrm, const TI* video, const int32_t* idx, TO* out) {
   const int pp = g.p * g.p, tpp = g.tub * pp;
   const int feats = int(g.c) * tpp;
   for (int64_t r = blockIdx.x; r < b * n_idx; r += gridDim.x) {
@@ -58,8 +60,9 @@ __global__ void __launch_bounds__(256)
 // then the normalised values written in (dt, dy, dx, c) order.
 template <typename TI>
 __global__ void __launch_bounds__(256)
-    patch_target_kernel(int64_t b, int64_t n_idx, VideoGeom g, ChannelNorm nrm, float eps, const TI* video,
-                        const int32_t* idx, float* target) {
+    patch_target_kernel(int64_t b, int64_t n_idx, __grid_constant__ const VideoGeom g,
+                        __grid_constant__ const ChannelNorm nrm, float eps, const TI* video, const int32_t* idx,
+                        float* target) {
   __shared__ float red[32];
   __shared__ float s_mean[kMaxChannels], s_den[kMaxChannels];
   const int pp = g.p * g.p, tpp = g.tub * pp;

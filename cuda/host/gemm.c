@@ -50,7 +50,7 @@ static int check_args(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64
   VS_TRY(vs_check_ptr(K, "a", a, m * k));
   VS_TRY(vs_check_ptr(K, "b", b, k * n));
   VS_TRY(vs_check_ptr(K, "c", c, mn));
-  if (epilogue == VS_EPI_BIAS || epilogue == VS_EPI_GELU_BIAS) {
+  if (epilogue == VS_EPI_BIAS) {
     VS_TRY(vs_check_ptr(K, "bias", bias, mn > 0 ? n : 0));
   }
   if (epilogue == VS_EPI_GELU_BIAS || epilogue == VS_EPI_DGELU) {
@@ -173,14 +173,18 @@ int vs_gemm(int ab_dtype, int c_dtype, int trans_a, int trans_b, int64_t m, int6
           vs_store_d(cd, c, i, v);
           break;
         case VS_EPI_GELU_BIAS:
-          /* gelu of the unrounded pre-activation, as a fused epilogue computes it; aux is rounded for
-           * storage only. */
-          v += vs_load(cd, bias, j);
+          /* gelu of the pre-activation as stored in aux (rounded), which the backward differentiates
+           * (vswift.h); a NULL bias adds nothing. */
+          if (bias != NULL) {
+            v += vs_load(cd, bias, j);
+          }
           vs_store_d(cd, aux, i, v);
-          vs_store_d(cd, c, i, vs_gelu(v));
+          vs_store_d(cd, c, i, vs_gelu(vs_load(cd, aux, i)));
           break;
         default:
-          vs_store_d(cd, c, i, v * vs_gelu_grad(vs_load(cd, aux, i)));
+          /* The product rounded to c_dtype first, as C holds it in an unfused GEMM (vswift.h). */
+          vs_store_d(cd, c, i, v);
+          vs_store_d(cd, c, i, vs_load(cd, c, i) * vs_gelu_grad(vs_load(cd, aux, i)));
           break;
       }
     }

@@ -23,6 +23,7 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
+#define __grid_constant__
 #define threadIdx (::vsim::thread_idx())
 #define blockIdx (::vsim::block_idx())
 #define blockDim (::vsim::block_dim())

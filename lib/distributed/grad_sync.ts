@@ -75,17 +75,17 @@ export class GradSync {
     b.launched = true;
     const slice = this.store.grad!.sub(b.start, [b.end - b.start]);
     if (this.group.kind === "nccl") {
-      // The bucket's gradients were written on the default stream; the second stream waits for them.
+      // The bucket's gradients were written on the compute stream; the comm stream waits for them.
       const n = native();
       this.comm ??= n.createStream();
       b.ready ??= n.createEvent();
-      n.call("vs_event_record", b.ready, null);
+      n.call("vs_event_record", b.ready, n.stream);
       n.call("vs_stream_wait_event", this.comm, b.ready);
     }
     this.pending.push(this.group.allReduce(slice, "avg", this.comm));
   }
 
-  /** Waits until every gradient is averaged; the next kernels on the default stream see the result. */
+  /** Waits until every gradient is averaged; the next kernels on the compute stream see the result. */
   async finish(): Promise<void> {
     if (!this.buckets) {
       await this.group.allReduce(this.store.grad!, "avg");
@@ -99,7 +99,7 @@ export class GradSync {
       const n = native();
       this.done ??= n.createEvent();
       n.call("vs_event_record", this.done, this.comm);
-      n.call("vs_stream_wait_event", null, this.done);
+      n.call("vs_stream_wait_event", n.stream, this.done);
     }
   }
 

@@ -17,7 +17,7 @@ export interface ProcessGroup {
   readonly worldSize: number;
   readonly kind: "single" | "host" | "nccl";
   /**
-   * In-place all-reduce of an f32 tensor. NCCL queues it on `stream` (the default stream when
+   * In-place all-reduce of an f32 tensor. NCCL queues it on `stream` (the compute stream when
    * omitted) and returns at once; the host ring resolves when the data is back in place.
    */
   allReduce(t: Tensor, op: ReduceOp, stream?: Pointer): Promise<void>;

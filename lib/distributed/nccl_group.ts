@@ -37,7 +37,7 @@ export class NcclGroup implements ProcessGroup {
     return new NcclGroup(comm, new HostGroup(links));
   }
 
-  allReduce(t: Tensor, op: ReduceOp, stream: Pointer = null): Promise<void> {
+  allReduce(t: Tensor, op: ReduceOp, stream?: Pointer): Promise<void> {
     if (t.dtype !== "f32" && t.dtype !== "bf16") {
       throw new TypeError(`NCCL all-reduce takes f32 or bf16, got ${t}`);
     }
@@ -49,13 +49,13 @@ export class NcclGroup implements ProcessGroup {
       t.ptr,
       t.ptr,
       op === "avg" ? 1 : 0,
-      stream,
+      stream ?? native().stream,
     );
     return Promise.resolve();
   }
 
   broadcast(t: Tensor, root: number): Promise<void> {
-    native().call("vs_nccl_broadcast", this.comm, t.code, t.numel, t.ptr, t.ptr, root, null);
+    native().call("vs_nccl_broadcast", this.comm, t.code, t.numel, t.ptr, t.ptr, root, native().stream);
     return Promise.resolve();
   }
 

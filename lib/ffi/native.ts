@@ -27,7 +27,11 @@ const STATUS_NAMES = [
   "VS_ERR_CUDA",
   "VS_ERR_BLAS",
   "VS_ERR_NCCL",
+  "VS_ERR_DEVICE_FAULT",
 ];
+
+/** vs_status of an asynchronous device fault: the CUDA context is unusable from then on. */
+const DEVICE_FAULT = 10;
 
 /** FFI i64 parameters are typed bigint but accept numbers, which is what sizes are here. */
 type Loosen<T> = T extends bigint ? number | bigint : T;
@@ -51,7 +55,26 @@ export class KernelError extends Error {
     );
     this.name = "KernelError";
   }
+
+  /**
+   * True for a device fault (an illegal address, a trap, ...): sticky, every later CUDA call fails the
+   * same way, so nothing after it can be trusted or cleaned up.
+   */
+  get deviceFault(): boolean {
+    return this.status === DEVICE_FAULT;
+  }
 }
+
+/** True when `e` is a KernelError reporting a sticky device fault. */
+export function isDeviceFault(e: unknown): boolean {
+  return e instanceof KernelError && e.deviceFault;
+}
+
+/**
+ * Sees one status-kernel call before it runs (the launch recorder, lib/ffi/launch_log.ts); returning
+ * true skips the call (a dry run that prices a step without computing it).
+ */
+export type CallObserver = (kernel: string, args: readonly unknown[]) => boolean | void;
 
 function formatArg(a: unknown): string {
   if (a === null) return "NULL";
@@ -64,6 +87,14 @@ export class Native {
   readonly symbols: NativeSymbols;
   /** Why the CUDA build is not in use, when "auto" fell back to the host. */
   fallbackReason?: string;
+  /**
+   * The stream every kernel of the process is launched on (made by openNative; non-blocking in the
+   * CUDA build, so that it never waits for the gradient all-reduce's stream except through events).
+   * NULL, the legacy default stream, only in libraries opened with loadLibrary (the self-test).
+   */
+  stream: Deno.PointerValue = null;
+  /** Sees every status-kernel call before it runs (launch recording); undefined normally. */
+  observer?: CallObserver;
   constructor(
     private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>,
     readonly backend: Backend,
@@ -79,6 +110,7 @@ export class Native {
 
   /** Calls an entry point that returns a status and throws a KernelError naming it and its arguments. */
   call<K extends StatusKernel>(name: K, ...args: CallArgs<NativeSymbols[K]>): void {
+    if (this.observer?.(name, args) === true) return;
     // deno-lint-ignore no-explicit-any
     const status = (this.symbols[name] as (...a: any[]) => number)(...args);
     if (status !== 0) throw new KernelError(name, status, this.lastError(), args);
@@ -135,6 +167,24 @@ export class Native {
     if (p !== null) this.call("vs_free", p);
   }
 
+  /**
+   * Frees every pointer, for cleanup in a `finally` block. `failing` says whether the guarded code threw:
+   * then cleanup errors are dropped, because after a device fault every free fails with the same sticky
+   * error and would replace the error that matters. Otherwise the first cleanup error is thrown once
+   * all pointers were tried.
+   */
+  freeAll(ptrs: Iterable<Deno.PointerValue>, failing: boolean): void {
+    let first: unknown;
+    for (const p of ptrs) {
+      try {
+        this.free(p);
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined && !failing) throw first;
+  }
+
   /** Copies a host array into device memory at `dst`. */
   upload(dst: Deno.PointerValue, src: ArrayBufferView): void {
     if (src.byteLength > 0) {
@@ -144,26 +194,26 @@ export class Native {
         Deno.UnsafePointer.of(src as unknown as BufferSource),
         src.byteLength,
         1,
-        null,
+        this.stream,
       );
     }
   }
 
-  /** Copies device memory at `src` into a host array, after the default stream has finished. */
+  /** Copies device memory at `src` into a host array, after the compute stream has finished. */
   download(dst: ArrayBufferView, src: Deno.PointerValue): void {
     if (dst.byteLength === 0) return;
-    this.call("vs_stream_sync", null);
+    this.call("vs_stream_sync", this.stream);
     this.call(
       "vs_memcpy",
       Deno.UnsafePointer.of(dst as unknown as BufferSource),
       src,
       dst.byteLength,
       2,
-      null,
+      this.stream,
     );
   }
 
-  /** A new stream (vs_stream_create); NULL is the default stream. */
+  /** A new stream (vs_stream_create; non-blocking in the CUDA build); NULL is the legacy default stream. */
   createStream(): Deno.PointerValue {
     const out = new BigUint64Array(1);
     this.call("vs_stream_create", Deno.UnsafePointer.of(out));
@@ -316,6 +366,7 @@ export async function openNative(
   }
   // The host build and the simulator are one device whatever the process's local rank.
   n.call("vs_init", n.backend === "cuda" ? opts.deviceIndex ?? 0 : 0);
+  n.stream = n.createStream();
   current = n;
   return n;
 }

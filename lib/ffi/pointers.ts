@@ -25,19 +25,19 @@ export function copyToDevice(dst: Pointer, src: ArrayBufferView): void {
   native().upload(dst, src);
 }
 
-/** Copies device memory at `src` into a host array (synchronising the default stream first). */
+/** Copies device memory at `src` into a host array (synchronising the compute stream first). */
 export function copyFromDevice(dst: ArrayBufferView, src: Pointer): void {
   native().download(dst, src);
 }
 
 /** Device-to-device copy. */
 export function copyDevice(dst: Pointer, src: Pointer, bytes: number): void {
-  if (bytes > 0) native().call("vs_memcpy", dst, src, bytes, 3, null);
+  if (bytes > 0) native().call("vs_memcpy", dst, src, bytes, 3, native().stream);
 }
 
 /** Sets `bytes` bytes at `dst` to `value`. */
 export function memset(dst: Pointer, value: number, bytes: number): void {
-  if (bytes > 0) native().call("vs_memset", dst, value, bytes, null);
+  if (bytes > 0) native().call("vs_memset", dst, value, bytes, native().stream);
 }
 
 /** Allocates device memory (256-byte aligned); NULL for 0 bytes. */

@@ -118,7 +118,7 @@ export class ParamStore {
   syncCompute(): void {
     this.requireAllocated();
     if (this.compute !== this.master) {
-      native().call("vs_cast", 0, 1, this.total, this.master!.ptr, this.compute!.ptr, null);
+      native().call("vs_cast", 0, 1, this.total, this.master!.ptr, this.compute!.ptr, native().stream);
     }
   }
 
@@ -135,7 +135,7 @@ export class ParamStore {
       const read = new Int32Array(1);
       for (const p of this.params) {
         memset(flag.ptr, 0, 4);
-        k.call("vs_nonfinite", p.master.code, p.numel, p.master.ptr, flag.ptr, null);
+        k.call("vs_nonfinite", p.master.code, p.numel, p.master.ptr, flag.ptr, k.stream);
         copyFromDevice(read, flag.ptr);
         if (read[0] !== 0) bad.push(p.name);
       }

@@ -23,7 +23,7 @@ export function attention(
   );
   const out = g.alloc([b * n, heads * headDim], dt);
   const lse = g.alloc([b, heads, n], "f32");
-  k().call("vs_attention_fwd", out.code, b, n, heads, headDim, scale, qkv.ptr, out.ptr, lse.ptr, null);
+  k().call("vs_attention_fwd", out.code, b, n, heads, headDim, scale, qkv.ptr, out.ptr, lse.ptr, k().stream);
   g.record([qkv], [out], () => {
     const dout = g.grad(out);
     if (!dout) return;
@@ -45,7 +45,7 @@ export function attention(
         dst.ptr,
         ws?.ptr ?? null,
         wsBytes,
-        null,
+        k().stream,
       ));
   });
   return out;

@@ -102,6 +102,6 @@ function cropResizeArgs(out: Tensor, frames: Tensor, opts: CropResizeOptions, ms
     opts.flip ? 1 : 0,
     hostPointer(ms),
     out.ptr,
-    null,
+    k().stream,
   ] as const;
 }

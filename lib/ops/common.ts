@@ -35,7 +35,7 @@ export function landF32(g: Graph, t: Tensor, src: Tensor): void {
   const wanted = t.gradBuffer?.dtype ?? t.gradDtype ?? t.dtype;
   if (wanted === "f32") return g.passGrad(t, src, true);
   const cast = g.alloc(t.shape, wanted);
-  k().call("vs_cast", 0, cast.code, cast.numel, src.ptr, cast.ptr, null);
+  k().call("vs_cast", 0, cast.code, cast.numel, src.ptr, cast.ptr, k().stream);
   g.passGrad(t, cast, true);
 }
 

@@ -8,7 +8,7 @@ export function add(g: Graph, a: Tensor, b: Tensor): Tensor {
   expectFloat("add", a, b);
   expect(a.numel === b.numel, () => `add: ${a} and ${b} differ in size`);
   const out = g.alloc(a.shape, a.dtype);
-  k().call("vs_add", out.code, out.numel, a.ptr, b.ptr, out.ptr, null);
+  k().call("vs_add", out.code, out.numel, a.ptr, b.ptr, out.ptr, k().stream);
   g.record([a, b], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
@@ -25,11 +25,15 @@ export function addBcast(g: Graph, a: Tensor, b: Tensor): Tensor {
   expect(a.numel % inner === 0, () => `addBcast: ${a} is not a multiple of ${b}`);
   const outer = a.numel / inner;
   const out = g.alloc(a.shape, a.dtype);
-  k().call("vs_add_bcast", out.code, outer, inner, a.ptr, b.ptr, out.ptr, null);
+  k().call("vs_add_bcast", out.code, outer, inner, a.ptr, b.ptr, out.ptr, k().stream);
   g.record([a, b], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
-    accumulateF32(g, b, (dst) => k().call("vs_sum_outer", gy.code, outer, inner, gy.ptr, dst.ptr, 1, null));
+    accumulateF32(
+      g,
+      b,
+      (dst) => k().call("vs_sum_outer", gy.code, outer, inner, gy.ptr, dst.ptr, 1, k().stream),
+    );
     g.passGrad(a, gy, true);
   });
   return out;
@@ -46,13 +50,13 @@ export function scaleRows(g: Graph, x: Tensor, scale: Tensor): Tensor {
   expect(x.numel % rows === 0, () => `scaleRows: ${x} is not ${rows} rows`);
   const inner = x.numel / rows;
   const out = g.alloc(x.shape, x.dtype);
-  k().call("vs_scale_rows", out.code, rows, inner, x.ptr, scale.ptr, out.ptr, null);
+  k().call("vs_scale_rows", out.code, rows, inner, x.ptr, scale.ptr, out.ptr, k().stream);
   g.record([x], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
     g.writeGrad(
       x,
-      (dst) => k().call("vs_scale_rows", dst.code, rows, inner, gy.ptr, scale.ptr, dst.ptr, null),
+      (dst) => k().call("vs_scale_rows", dst.code, rows, inner, gy.ptr, scale.ptr, dst.ptr, k().stream),
     );
   });
   return out;
@@ -62,11 +66,11 @@ export function scaleRows(g: Graph, x: Tensor, scale: Tensor): Tensor {
 export function gelu(g: Graph, x: Tensor): Tensor {
   expectFloat("gelu", x);
   const y = g.alloc(x.shape, x.dtype);
-  k().call("vs_gelu_fwd", y.code, y.numel, x.ptr, y.ptr, null);
+  k().call("vs_gelu_fwd", y.code, y.numel, x.ptr, y.ptr, k().stream);
   g.record([x], [y], () => {
     const gy = g.grad(y);
     if (!gy) return;
-    g.writeGrad(x, (dst) => k().call("vs_gelu_bwd", dst.code, dst.numel, x.ptr, gy.ptr, dst.ptr, null));
+    g.writeGrad(x, (dst) => k().call("vs_gelu_bwd", dst.code, dst.numel, x.ptr, gy.ptr, dst.ptr, k().stream));
   });
   return y;
 }

@@ -33,7 +33,7 @@ function backward(
     dx?.accumulate ? 1 : 0,
     dgamma.ptr,
     dbeta.ptr,
-    null,
+    k().stream,
   );
   landF32(g, gamma, dgamma);
   landF32(g, beta, dbeta);
@@ -62,7 +62,7 @@ export function layerNorm(g: Graph, x: Tensor, gamma: Tensor, beta: Tensor, eps:
     y.ptr,
     mean.ptr,
     rstd.ptr,
-    null,
+    k().stream,
   );
   g.record([x, gamma, beta], [y], () => backward(g, x, y, gamma, beta, mean, rstd, rows, cols));
   return y;
@@ -102,7 +102,7 @@ export function addLayerNorm(
     y.ptr,
     mean.ptr,
     rstd.ptr,
-    null,
+    k().stream,
   );
   g.record([x, r, gamma, beta], [sum, y], () => {
     backward(g, sum, y, gamma, beta, mean, rstd, rows, cols);

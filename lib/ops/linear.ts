@@ -39,7 +39,7 @@ export function linear(g: Graph, x: Tensor, w: Tensor, b?: Tensor, opts: { gelu?
     b?.ptr ?? null,
     epi,
     aux?.ptr ?? null,
-    null,
+    k().stream,
   );
 
   g.record([x, w, b], [y], () => {
@@ -48,7 +48,7 @@ export function linear(g: Graph, x: Tensor, w: Tensor, b?: Tensor, opts: { gelu?
     let dpre = gy;
     if (aux) {
       dpre = g.alloc(aux.shape, dt);
-      k().call("vs_gelu_bwd", code, dpre.numel, aux.ptr, gy.ptr, dpre.ptr, null);
+      k().call("vs_gelu_bwd", code, dpre.numel, aux.ptr, gy.ptr, dpre.ptr, k().stream);
     }
     const dx = g.gradSlot(x);
     if (dx) {
@@ -69,7 +69,7 @@ export function linear(g: Graph, x: Tensor, w: Tensor, b?: Tensor, opts: { gelu?
         null,
         EPI_NONE,
         null,
-        null,
+        k().stream,
       );
     }
     const dw = g.gradSlot(w);
@@ -91,11 +91,15 @@ export function linear(g: Graph, x: Tensor, w: Tensor, b?: Tensor, opts: { gelu?
         null,
         EPI_NONE,
         null,
-        null,
+        k().stream,
       );
     }
     if (b) {
-      accumulateF32(g, b, (dst) => k().call("vs_sum_outer", code, rows, nOut, dpre.ptr, dst.ptr, 1, null));
+      accumulateF32(
+        g,
+        b,
+        (dst) => k().call("vs_sum_outer", code, rows, nOut, dpre.ptr, dst.ptr, 1, k().stream),
+      );
     }
   });
   return y;

@@ -11,13 +11,13 @@ export function mse(g: Graph, pred: Tensor, target: Tensor): Tensor {
     () => `mse: target ${target} must be f32 like ${pred}`,
   );
   const loss = g.alloc([1], "f32");
-  k().call("vs_mse_fwd", pred.code, pred.numel, pred.ptr, target.ptr, loss.ptr, null);
+  k().call("vs_mse_fwd", pred.code, pred.numel, pred.ptr, target.ptr, loss.ptr, k().stream);
   g.record([pred], [loss], () => {
     const dl = g.grad(loss);
     if (!dl) return;
     g.writeGrad(
       pred,
-      (dst) => k().call("vs_mse_bwd", dst.code, dst.numel, pred.ptr, target.ptr, dl.ptr, dst.ptr, null),
+      (dst) => k().call("vs_mse_bwd", dst.code, dst.numel, pred.ptr, target.ptr, dl.ptr, dst.ptr, k().stream),
     );
   });
   return loss;
@@ -46,7 +46,7 @@ export function softmaxCrossEntropy(g: Graph, logits: Tensor, targets: Tensor): 
     targets.ptr,
     loss.ptr,
     lse.ptr,
-    null,
+    k().stream,
   );
   g.record([logits], [loss], () => {
     const dl = g.grad(loss);
@@ -64,7 +64,7 @@ export function softmaxCrossEntropy(g: Graph, logits: Tensor, targets: Tensor): 
           lse.ptr,
           dl.ptr,
           dst.ptr,
-          null,
+          k().stream,
         ),
     );
   });

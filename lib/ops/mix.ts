@@ -24,7 +24,7 @@ function videoShape(op: string, video: Tensor): [number, number, number, number,
 export function mixupBatch(video: Tensor, lam: number): void {
   const [b] = videoShape("mixupBatch", video);
   expect(lam >= 0 && lam <= 1, () => `mixupBatch: lam must be in [0, 1], got ${lam}`);
-  k().call("vs_mix_batch", video.code, b, video.numel / b, lam, video.ptr, null);
+  k().call("vs_mix_batch", video.code, b, video.numel / b, lam, video.ptr, k().stream);
 }
 
 /**
@@ -37,7 +37,20 @@ export function cutmixBatch(video: Tensor, box: PixelBox): void {
     0 <= box.y0 && box.y0 <= box.y1 && box.y1 <= h && 0 <= box.x0 && box.x0 <= box.x1 && box.x1 <= w,
     () => `cutmixBatch: box ${JSON.stringify(box)} does not lie inside a ${w} x ${h} frame`,
   );
-  k().call("vs_cutmix_batch", video.code, b, c * t, h, w, box.y0, box.y1, box.x0, box.x1, video.ptr, null);
+  k().call(
+    "vs_cutmix_batch",
+    video.code,
+    b,
+    c * t,
+    h,
+    w,
+    box.y0,
+    box.y1,
+    box.x0,
+    box.x1,
+    video.ptr,
+    k().stream,
+  );
 }
 
 /**
@@ -66,7 +79,7 @@ export function randomErase(clip: Tensor, box: PixelBox, seed: number): void {
     box.x1 - box.x0,
     seed >>> 0,
     clip.ptr,
-    null,
+    k().stream,
   );
 }
 

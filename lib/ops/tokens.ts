@@ -40,14 +40,26 @@ export function gatherRows(
   );
   expect(!(shared && src.requiresGrad), () => "gatherRows: a shared source cannot take a gradient");
   const out = g.alloc([b, nIdx, c], src.dtype);
-  k().call("vs_gather_rows", out.code, b, nSrc, nIdx, c, src.ptr, shared ? 1 : 0, idx.ptr, out.ptr, null);
+  k().call(
+    "vs_gather_rows",
+    out.code,
+    b,
+    nSrc,
+    nIdx,
+    c,
+    src.ptr,
+    shared ? 1 : 0,
+    idx.ptr,
+    out.ptr,
+    k().stream,
+  );
   g.record([src], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
     const slot = g.gradSlot(src)!;
     // Rows that were not gathered get no gradient, so a fresh buffer starts from zero.
     if (!slot.accumulate) memset(slot.buf.ptr, 0, slot.buf.bytes);
-    k().call("vs_scatter_rows", gy.code, b, nSrc, nIdx, c, gy.ptr, idx.ptr, slot.buf.ptr, 1, null);
+    k().call("vs_scatter_rows", gy.code, b, nSrc, nIdx, c, gy.ptr, idx.ptr, slot.buf.ptr, 1, k().stream);
   });
   return out;
 }
@@ -66,18 +78,18 @@ export function concatTokens(g: Graph, a: Tensor, bT: Tensor, dims: { b: number;
   const out = g.alloc([b, n, c], a.dtype);
   const ia = indexTensor(g, rangeIndex(b, 0, na), b);
   const ib = indexTensor(g, rangeIndex(b, na, nb), b);
-  k().call("vs_scatter_rows", out.code, b, n, na, c, a.ptr, ia.ptr, out.ptr, 0, null);
-  k().call("vs_scatter_rows", out.code, b, n, nb, c, bT.ptr, ib.ptr, out.ptr, 0, null);
+  k().call("vs_scatter_rows", out.code, b, n, na, c, a.ptr, ia.ptr, out.ptr, 0, k().stream);
+  k().call("vs_scatter_rows", out.code, b, n, nb, c, bT.ptr, ib.ptr, out.ptr, 0, k().stream);
   g.record([a, bT], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
     g.writeGrad(
       a,
-      (dst) => k().call("vs_gather_rows", dst.code, b, n, na, c, gy.ptr, 0, ia.ptr, dst.ptr, null),
+      (dst) => k().call("vs_gather_rows", dst.code, b, n, na, c, gy.ptr, 0, ia.ptr, dst.ptr, k().stream),
     );
     g.writeGrad(
       bT,
-      (dst) => k().call("vs_gather_rows", dst.code, b, n, nb, c, gy.ptr, 0, ib.ptr, dst.ptr, null),
+      (dst) => k().call("vs_gather_rows", dst.code, b, n, nb, c, gy.ptr, 0, ib.ptr, dst.ptr, k().stream),
     );
   });
   return out;
@@ -108,12 +120,22 @@ export function meanTokens(g: Graph, x: Tensor, dims: { b: number; n: number; c:
   const { b, n, c } = dims;
   expect(x.numel === b * n * c, () => `meanTokens: ${x} is not (B ${b}, n ${n}, C ${c})`);
   const out = g.alloc([b, c], x.dtype);
-  k().call("vs_mean_tokens_fwd", out.code, b, n, c, x.ptr, out.ptr, null);
+  k().call("vs_mean_tokens_fwd", out.code, b, n, c, x.ptr, out.ptr, k().stream);
   g.record([x], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
     const slot = g.gradSlot(x)!;
-    k().call("vs_mean_tokens_bwd", gy.code, b, n, c, gy.ptr, slot.buf.ptr, slot.accumulate ? 1 : 0, null);
+    k().call(
+      "vs_mean_tokens_bwd",
+      gy.code,
+      b,
+      n,
+      c,
+      gy.ptr,
+      slot.buf.ptr,
+      slot.accumulate ? 1 : 0,
+      k().stream,
+    );
   });
   return out;
 }
@@ -130,15 +152,15 @@ export function qkvBias(g: Graph, qBias: Tensor, vBias: Tensor): Tensor {
   out.gradDtype = "f32";
   const w = qBias.bytes;
   memset(out.ptr, 0, out.bytes);
-  k().call("vs_memcpy", out.ptr, qBias.ptr, w, 3, null);
-  k().call("vs_memcpy", out.sub(2 * d, [d]).ptr, vBias.ptr, w, 3, null);
+  k().call("vs_memcpy", out.ptr, qBias.ptr, w, 3, k().stream);
+  k().call("vs_memcpy", out.sub(2 * d, [d]).ptr, vBias.ptr, w, 3, k().stream);
   g.record([qBias, vBias], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
     for (const [p, off] of [[qBias, 0], [vBias, 2 * d]] as const) {
       if (!p.requiresGrad) continue;
       const part = g.alloc([d], "f32");
-      k().call("vs_memcpy", part.ptr, gy.sub(off, [d]).ptr, d * 4, 3, null);
+      k().call("vs_memcpy", part.ptr, gy.sub(off, [d]).ptr, d * 4, 3, k().stream);
       landF32(g, p, part);
     }
   });

@@ -68,7 +68,7 @@ export function patchify(
     idx?.ptr ?? null,
     n,
     out.ptr,
-    null,
+    k().stream,
   );
   return out;
 }
@@ -105,7 +105,7 @@ export function patchTarget(
     idx?.ptr ?? null,
     n,
     out.ptr,
-    null,
+    k().stream,
   );
   return out;
 }
@@ -113,5 +113,5 @@ export function patchTarget(
 /** Writes the fixed sinusoid position table (nPos, d) into `out`. */
 export function sinusoidTable(out: Tensor, nPos: number, d: number): void {
   expect(out.numel === nPos * d, () => `sinusoidTable: ${out} is not (${nPos}, ${d})`);
-  k().call("vs_sinusoid_table", out.code, nPos, d, out.ptr, null);
+  k().call("vs_sinusoid_table", out.code, nPos, d, out.ptr, k().stream);
 }

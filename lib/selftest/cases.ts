@@ -85,6 +85,19 @@ function gemmCases(rng: Rng): KernelCase[] {
     call: (nat, p) =>
       nat.call("vs_gemm", BF16, BF16, 0, 1, m, n, k, 1, p.a, p.b, 0, p.c, p.bias, 1, null, null),
   });
+  // GELU_BIAS with a NULL bias (vswift.h: no bias), in both builds.
+  out.push({
+    name: "vs_gemm bf16 NT gelu_bias without a bias",
+    tol: TOL.bf16,
+    buffers: {
+      a: { dtype: "bf16", n: 96 * 80, data: randn(rng, 96 * 80) },
+      b: { dtype: "bf16", n: 64 * 80, data: randn(rng, 64 * 80, 0.2) },
+      c: { dtype: "bf16", n: 96 * 64, output: true },
+      aux: { dtype: "bf16", n: 96 * 64, output: true },
+    },
+    call: (nat, p) =>
+      nat.call("vs_gemm", BF16, BF16, 0, 1, 96, 64, 80, 1, p.a, p.b, 0, p.c, null, 2, p.aux, null),
+  });
   out.push(...unalignedGemmCases(rng));
   return out;
 }
@@ -196,6 +209,14 @@ function unalignedGemmCases(rng: Rng): KernelCase[] {
   return out;
 }
 
+/** The opt-in shared memory per block of sm_86 / sm_89 GPUs (99 KiB). */
+const SMEM_99K = 101376;
+
+/**
+ * Every attention configuration the CUDA build can select on sm_80, sm_86, sm_89 and sm_90: each padded
+ * head_dim (32 to 128 in steps of 16), and for 80, 96 and 112 the smaller backward tiles that fit 99 KiB
+ * of shared memory, forced on any GPU through VSWIFT_ATTENTION_SMEM.
+ */
 function attentionCases(rng: Rng, small: boolean): KernelCase[] {
   const shapes = [
     [2, 152, 12, 64],
@@ -205,68 +226,88 @@ function attentionCases(rng: Rng, small: boolean): KernelCase[] {
     [1, 197, 16, 80],
     [1, 200, 16, 88],
     [1, 65, 4, 32],
+    [1, 90, 4, 40],
+    [1, 100, 2, 112],
     [1, 70, 2, 128],
   ];
   const out: KernelCase[] = [];
   for (const [b, n, h, d] of shapes) {
     const qkv = randn(rng, b * n * 3 * h * d);
-    const dout = randn(rng, b * n * h * d);
     const scale = 1 / Math.sqrt(d);
     out.push({
       name: `vs_attention_fwd bf16 b${b} n${n} h${h} d${d}`,
       tol: TOL.bf16,
       buffers: {
         qkv: { dtype: "bf16", n: qkv.length, data: qkv },
-        out: { dtype: "bf16", n: dout.length, output: true },
+        out: { dtype: "bf16", n: b * n * h * d, output: true },
         lse: { dtype: "f32", n: b * h * n, output: true },
       },
       call: (nat, p) => nat.call("vs_attention_fwd", BF16, b, n, h, d, scale, p.qkv, p.out, p.lse, null),
     });
-    out.push({
-      name: `vs_attention_bwd bf16 b${b} n${n} h${h} d${d}`,
-      tol: TOL.bf16,
-      buffers: {
-        qkv: { dtype: "bf16", n: qkv.length, data: qkv },
-        out: { dtype: "bf16", n: dout.length },
-        lse: { dtype: "f32", n: b * h * n },
-        dout: { dtype: "bf16", n: dout.length, data: dout },
-        dqkv: { dtype: "bf16", n: qkv.length, output: true },
-      },
-      call: (nat, p) => {
-        // The backward takes the forward's own out and lse, as in training.
-        nat.call("vs_attention_fwd", BF16, b, n, h, d, scale, p.qkv, p.out, p.lse, null);
-        const ws = nat.attentionWorkspaceBytes(BF16, b, n, h, d);
-        const wsPtr = ws > 0 ? nat.alloc(ws) : null;
-        try {
-          nat.call(
-            "vs_attention_bwd",
-            BF16,
-            b,
-            n,
-            h,
-            d,
-            scale,
-            p.qkv,
-            p.out,
-            p.dout,
-            p.lse,
-            p.dqkv,
-            wsPtr,
-            ws,
-            null,
-          );
-          nat.call("vs_stream_sync", null);
-        } finally {
-          nat.free(wsPtr);
-        }
-      },
-    });
+    out.push(attentionBwdCase(rng, [b, n, h, d]));
+    if (d > 64 && d <= 112) out.push(attentionBwdCase(rng, [b, n, h, d], SMEM_99K));
   }
   return out;
 }
 
-function normCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
-  const [rows, cols] = [300, 768];
+function attentionBwdCase(rng: Rng, [b, n, h, d]: number[], smemLimit?: number): KernelCase {
+  const qkv = randn(rng, b * n * 3 * h * d);
+  const dout = randn(rng, b * n * h * d);
+  const scale = 1 / Math.sqrt(d);
+  const limited = smemLimit !== undefined;
+  return {
+    name: `vs_attention_bwd bf16 b${b} n${n} h${h} d${d}${
+      limited ? ` (${smemLimit} B smem: sm_86/sm_89 tiles)` : ""
+    }`,
+    tol: TOL.bf16,
+    buffers: {
+      qkv: { dtype: "bf16", n: qkv.length, data: qkv },
+      out: { dtype: "bf16", n: dout.length },
+      lse: { dtype: "f32", n: b * h * n },
+      dout: { dtype: "bf16", n: dout.length, data: dout },
+      dqkv: { dtype: "bf16", n: qkv.length, output: true },
+    },
+    call: (nat, p) => {
+      // The backward takes the forward's own out and lse, as in training.
+      nat.call("vs_attention_fwd", BF16, b, n, h, d, scale, p.qkv, p.out, p.lse, null);
+      const ws = nat.attentionWorkspaceBytes(BF16, b, n, h, d);
+      const wsPtr = ws > 0 ? nat.alloc(ws) : null;
+      let failing = true;
+      if (limited) Deno.env.set("VSWIFT_ATTENTION_SMEM", String(smemLimit));
+      try {
+        nat.call(
+          "vs_attention_bwd",
+          BF16,
+          b,
+          n,
+          h,
+          d,
+          scale,
+          p.qkv,
+          p.out,
+          p.dout,
+          p.lse,
+          p.dqkv,
+          wsPtr,
+          ws,
+          null,
+        );
+        nat.call("vs_stream_sync", null);
+        failing = false;
+      } finally {
+        if (limited) Deno.env.delete("VSWIFT_ATTENTION_SMEM");
+        nat.freeAll([wsPtr], failing);
+      }
+    },
+  };
+}
+
+/**
+ * LayerNorm at ViT-B's width, and at ViT-g's 1408, where the CUDA backward keeps its column sums in
+ * shared memory instead of registers.
+ */
+function normCases(rng: Rng, dt: "f32" | "bf16", [rows, cols]: [number, number]): KernelCase[] {
+  const wide = cols > 1024 ? ` ${cols} cols` : "";
   const eps = 1e-6;
   const x = randn(rng, rows * cols, 2);
   const r = randn(rng, rows * cols);
@@ -276,7 +317,7 @@ function normCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
   const c = code(dt);
   return [
     {
-      name: `vs_layernorm_fwd ${dt}`,
+      name: `vs_layernorm_fwd ${dt}${wide}`,
       tol: TOL[dt],
       buffers: {
         x: { dtype: dt, n: x.length, data: x },
@@ -305,7 +346,7 @@ function normCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
         ),
     },
     {
-      name: `vs_layernorm_fwd ${dt} with residual`,
+      name: `vs_layernorm_fwd ${dt} with residual${wide}`,
       tol: TOL[dt],
       buffers: {
         x: { dtype: dt, n: x.length, data: x },
@@ -336,7 +377,7 @@ function normCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
         ),
     },
     {
-      name: `vs_layernorm_bwd ${dt} accumulating`,
+      name: `vs_layernorm_bwd ${dt} accumulating${wide}`,
       tol: TOL[dt],
       buffers: {
         x: { dtype: dt, n: x.length, data: x },
@@ -767,7 +808,8 @@ export function kernelCases(seed = 2024, opts: { small?: boolean } = {}): Kernel
     ...castCases(rng),
     ...(["f32", "bf16"] as const).flatMap((dt) => [
       ...elementwiseCases(rng, dt),
-      ...normCases(rng, dt),
+      ...normCases(rng, dt, [300, 768]),
+      ...normCases(rng, dt, [130, 1408]),
       ...tokenCases(rng, dt),
       ...lossCases(rng, dt),
     ]),

@@ -1,6 +1,6 @@
 /** Runs a kernel case on two builds (CUDA against the host reference) and compares the outputs. */
 import { bf16ToF32, f32ToBf16 } from "../bf16.ts";
-import type { Native } from "../ffi/native.ts";
+import { isDeviceFault, type Native } from "../ffi/native.ts";
 import type { Pointer } from "../ffi/pointers.ts";
 import { type DType, DTYPE_BYTES } from "../tensor.ts";
 import type { CaseBuffer, KernelCase } from "./kernel_case.ts";
@@ -14,6 +14,8 @@ export interface CaseResult {
   /** Which output was worst, or what went wrong. */
   detail: string;
   ms: number;
+  /** The CUDA build reported a sticky device fault: no later CUDA result can be trusted. */
+  deviceFault?: boolean;
 }
 
 function encode(b: CaseBuffer): ArrayBufferView {
@@ -46,6 +48,7 @@ function decode(dtype: DType, bytes: Uint8Array): Float64Array {
 /** Runs the case on one build and returns the raw bytes of its outputs. */
 export function runCase(n: Native, c: KernelCase): Map<string, Uint8Array> {
   const ptrs: Record<string, Pointer> = {};
+  let failing = true;
   try {
     for (const [name, b] of Object.entries(c.buffers)) {
       const bytes = b.n * DTYPE_BYTES[b.dtype];
@@ -61,9 +64,11 @@ export function runCase(n: Native, c: KernelCase): Map<string, Uint8Array> {
       n.download(bytes, ptrs[name]);
       out.set(name, bytes);
     }
+    failing = false;
     return out;
   } finally {
-    for (const p of Object.values(ptrs)) n.free(p);
+    // A failed case keeps its own error: after a device fault every free fails too.
+    n.freeAll(Object.values(ptrs), failing);
   }
 }
 
@@ -87,7 +92,15 @@ export function compareCase(test: Native, reference: Native, c: KernelCase): Cas
   try {
     got = runCase(test, c);
   } catch (e) {
-    return { name: c.name, error: Infinity, tol: c.tol, ok: false, detail: (e as Error).message, ms: 0 };
+    return {
+      name: c.name,
+      error: Infinity,
+      tol: c.tol,
+      ok: false,
+      detail: (e as Error).message,
+      ms: 0,
+      deviceFault: isDeviceFault(e),
+    };
   }
   let ok = true;
   let worst = 0;

@@ -78,7 +78,7 @@ export class AdamW {
    * an update (a NaN or infinite gradient anywhere makes it non-finite). The next update reuses it.
    */
   checkGradients(): number {
-    native().call("vs_grad_norm", this.store.total, this.store.grad!.ptr, this.gradNorm.ptr, null);
+    native().call("vs_grad_norm", this.store.total, this.store.grad!.ptr, this.gradNorm.ptr, native().stream);
     this.normReady = true;
     return readScalar(this.gradNorm);
   }
@@ -90,11 +90,11 @@ export class AdamW {
     const [b1, b2] = this.opts.betas ?? [0.9, 0.999];
     const eps = this.opts.eps ?? 1e-8;
     this.step++;
-    if (!this.normReady) k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, null);
+    if (!this.normReady) k.call("vs_grad_norm", s.total, s.grad!.ptr, this.gradNorm.ptr, k.stream);
     this.normReady = false;
     let scale = null;
     if (this.opts.clipGrad !== undefined) {
-      k.call("vs_clip_coef", this.gradNorm.ptr, this.opts.clipGrad, this.coef.ptr, null);
+      k.call("vs_clip_coef", this.gradNorm.ptr, this.opts.clipGrad, this.coef.ptr, k.stream);
       scale = this.coef.ptr;
     }
     const bf16 = s.compute !== s.master;
@@ -115,7 +115,7 @@ export class AdamW {
         r.weightDecay,
         this.step,
         scale,
-        null,
+        k.stream,
       );
     }
   }
