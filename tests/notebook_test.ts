@@ -72,27 +72,26 @@ Deno.test("confusion matrix: counts by (true, predicted), accuracy in the pictur
 
 Deno.test("test results: what the multi-view test writes reads back, quotes and all", async () => {
   const dir = await Deno.makeTempDir();
-  const probs = (p: number[]) => Float64Array.from(p);
+  const result = (
+    video: number,
+    label: number,
+    views: number,
+    probs: number[],
+    top5: number[],
+    c1: boolean,
+  ) => ({
+    video,
+    label,
+    views,
+    probs: Float64Array.from(probs),
+    top5,
+    correct1: c1,
+    correct5: true,
+  });
   await writeTestResults(dir, {
     results: [
-      {
-        video: 0,
-        label: 1,
-        views: 6,
-        probs: probs([0.1, 0.7, 0.2]),
-        top5: [1, 2, 0],
-        correct1: true,
-        correct5: true,
-      },
-      {
-        video: 1,
-        label: 0,
-        views: 5,
-        probs: probs([0.3, 0.2, 0.5]),
-        top5: [2, 0, 1],
-        correct1: false,
-        correct5: true,
-      },
+      result(0, 1, 6, [0.1, 0.7, 0.2], [1, 2, 0], true),
+      result(1, 0, 5, [0.3, 0.2, 0.5], [2, 0, 1], false),
     ],
     summary: {
       videos: 2,
@@ -196,16 +195,7 @@ Deno.test("executed-notebook check: errors, cells that did not run, missing imag
 function tinyRun(output: string, steps: number) {
   const cfg = defaultConfig();
   applyOverrides(cfg, [
-    ...[
-      "--model.size",
-      "tiny",
-      "--model.decoder_depth",
-      "1",
-      "--model.input_size",
-      "32",
-      "--model.frames",
-      "4",
-    ],
+    ...["--model.size=tiny", "--model.decoder_depth=1", "--model.input_size=32", "--model.frames=4"],
     ...["--data.source", "memory", "--train.batch_size", "2", "--train.steps", String(steps)],
     ...["--train.output", output, "--train.log_every", "1", "--train.vis_every", "0"],
     ...["--train.device", "host", "--model.dtype", "f32", "--train.tensorboard", "false"],
