@@ -31,7 +31,7 @@ import { type DType, type Tensor, writeTensor } from "./lib/tensor.ts";
 
 export { Graph } from "./lib/autograd.ts";
 export { type Backend, type DeviceChoice, KernelError, native, openNative } from "./lib/ffi/native.ts";
-export { allocPersistent, Arena, freePersistent, persistentMemory } from "./lib/memory.ts";
+export { allocPersistent, Arena, freePersistent, memoryInUse, persistentMemory } from "./lib/memory.ts";
 export { type DType, readFloats, readScalar, readTensor, Tensor, writeTensor } from "./lib/tensor.ts";
 export { Rng } from "./lib/rng.ts";
 export { type ModelConfig, modelConfig, SIZE_NAMES } from "./lib/model/config.ts";
@@ -90,6 +90,14 @@ export { mergeViews } from "./lib/train/finetune/tta.ts";
 export { openPth, stateDictOf, toSafeTensors } from "./lib/io/pth.ts";
 export { type Batch, type LoaderOptions, VideoLoader } from "./lib/data/loader.ts";
 export { ensureSyntheticDataset, MOTION_CLASSES } from "./lib/data/synthetic.ts";
+export { encodePng, gridImage, type RgbImage } from "./lib/data/png_grid.ts";
+export { writeReconstructions } from "./lib/train/pretrain/visualize.ts";
+// Notebook pieces: plots as SVG text, test results, clips as PNG strips, interruptible training cells.
+export { type LinePlotOptions, linePlotSvg, type Series } from "./lib/notebook/line_plot.ts";
+export { confusionMatrix, confusionMatrixSvg } from "./lib/notebook/confusion.ts";
+export { readTestResults, type TestRow } from "./lib/notebook/test_results.ts";
+export { videoStripPng } from "./lib/notebook/clip_strip.ts";
+export { stopOnInterrupt } from "./lib/notebook/interrupt.ts";
 
 /** Options for building a model on the device. */
 export interface CreateOptions {

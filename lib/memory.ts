@@ -10,6 +10,8 @@ const ALIGN = 256;
 const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
 const persistentStats = { inUse: 0, peak: 0 };
+// Every arena's device memory, so that a notebook (or a test) can see a run give back all it took.
+const arenaStats = { held: 0, arenas: 0 };
 const live = new Map<Pointer, number>();
 
 /** Allocates a persistent tensor (parameters, gradients, optimiser state, tables). */
@@ -65,6 +67,8 @@ export class Arena {
       if (chunk) this.usedInFullChunks += this.offset;
       const size = Math.max(bytes, this.initialBytes, chunk ? chunk.bytes * 2 : 0);
       chunk = { ptr: deviceAlloc(size), bytes: size };
+      if (this.chunks.length === 0) arenaStats.arenas++;
+      arenaStats.held += size;
       this.chunks.push(chunk);
       this.offset = 0;
     }
@@ -79,8 +83,10 @@ export class Arena {
   reset(): void {
     if (this.chunks.length > 1) {
       const total = alignUp(Math.ceil(this.stepPeak * 1.05));
-      for (const c of this.chunks) deviceFree(c.ptr);
+      this.release();
       this.chunks = [{ ptr: deviceAlloc(total), bytes: total }];
+      arenaStats.arenas++;
+      arenaStats.held += total;
     }
     this.offset = 0;
     this.usedInFullChunks = 0;
@@ -89,14 +95,37 @@ export class Arena {
 
   /** Returns the arena's memory to the device. */
   dispose(): void {
-    for (const c of this.chunks) deviceFree(c.ptr);
-    this.chunks = [];
+    this.release();
     this.offset = 0;
     this.usedInFullChunks = 0;
+  }
+
+  private release(): void {
+    if (this.chunks.length === 0) return;
+    for (const c of this.chunks) {
+      deviceFree(c.ptr);
+      arenaStats.held -= c.bytes;
+    }
+    arenaStats.arenas--;
+    this.chunks = [];
   }
 }
 
 /** Bytes in use and peak of the persistent allocations. */
 export function persistentMemory(): { inUse: number; peak: number } {
   return { ...persistentStats };
+}
+
+/**
+ * Device memory held now: persistent tensors (parameters, gradients, optimiser state, tables) and the
+ * arenas not yet disposed (`arenas` counts them). After a training run ends, or is stopped, both are
+ * back where they were before it started.
+ */
+export function memoryInUse(): { persistent: number; arenas: number; arenaBytes: number; total: number } {
+  return {
+    persistent: persistentStats.inUse,
+    arenas: arenaStats.arenas,
+    arenaBytes: arenaStats.held,
+    total: persistentStats.inUse + arenaStats.held,
+  };
 }
