@@ -8,15 +8,16 @@
  * launch is then priced at the device's peak and at the efficiency our kernels target
  * (lib/perf/roofline.ts), giving the step time, videos/s and MFU, and showing which kernels decide it.
  */
-import { parseArgs } from "node:util";
 import { openNative } from "../lib/ffi/native.ts";
 import { modelConfig } from "../lib/model/config.ts";
 import { GPUS, predictStep, priceLaunches, TARGET } from "../lib/perf/roofline.ts";
 import { pretrainStepAt } from "../lib/perf/step_launches.ts";
+import { parseFlags } from "../lib/task_cli.ts";
 import { trainFlopsPerVideo } from "../lib/train/pretrain/mfu.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
+const USAGE = "usage: deno task bench:model [--gpu h100|a100|h200] [--model SIZE] [--batch 128] " +
+  "[--mask-ratio 0.9] [--gemm-eff E] [--attention-eff E] [--memory-eff E] [--launch-us US] [--top 12] [--summary]";
+const { values } = parseFlags("deno task bench:model", USAGE, {
   options: {
     gpu: { type: "string", default: "h100" },
     model: { type: "string", default: "base" },

@@ -8,8 +8,8 @@
  * runs/notebook_check/. Fails when a cell did not run or failed, an expected image is missing, or a
  * training cell's memory after differs from before.
  */
-import { parseArgs } from "node:util";
 import { dirname, resolve } from "node:path";
+import { parseFlags } from "../lib/task_cli.ts";
 import { checkExecutedNotebook, type NotebookJson, type OutputExpectations } from "../lib/notebook/check.ts";
 
 const USAGE = `usage: deno task notebook [--notebook FILE] [--out FILE] [--timeout SECONDS] [--once] [--full]
@@ -19,21 +19,15 @@ const USAGE = `usage: deno task notebook [--notebook FILE] [--out FILE] [--timeo
   --once      run the notebook once, not twice in the same kernel
   --full      the notebook's own step counts instead of VSWIFT_NOTEBOOK_QUICK=1`;
 
-const { values: a } = parseArgs({
-  args: Deno.args,
+const { values: a } = parseFlags("deno task notebook", USAGE, {
   options: {
     notebook: { type: "string", default: "examples/quickstart.ipynb" },
     out: { type: "string" },
     timeout: { type: "string", default: "900" },
     once: { type: "boolean", default: false },
     full: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
   },
 });
-if (a.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
 const limit = Number(a.timeout);
 if (!(limit > 0)) {
   console.error(`--timeout takes a positive number of seconds, got "${a.timeout}"\n${USAGE}`);
