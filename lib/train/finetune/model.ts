@@ -19,5 +19,6 @@ export function buildClassifier(cfg: FinetuneConfig, dtype: "f32" | "bf16"): Vid
     numClasses: headClasses(cfg),
     dropPath: cfg.model.drop_path,
     initScale: cfg.model.init_scale,
+    pool: cfg.model.pool,
   }).allocate(dtype).initialize(cfg.train.seed);
 }
