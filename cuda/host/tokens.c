@@ -127,6 +127,16 @@ static int check_pool_fwd(const char* k, const char* what, int dtype, int64_t b,
   return vs_check_ptr(k, "out", out, b * c);
 }
 
+/* The checks the backward of the mean and of the max share: dout (b, c), dx (b, n, c), the flag. */
+static int check_pool_bwd(const char* k, int dtype, int64_t b, int64_t n, int64_t c, const void* dout,
+                          const void* dx, int accumulate, int64_t* total) {
+  VS_TRY(vs_check_float(k, "dtype", dtype));
+  VS_TRY(VS_DIMS(k, total, "b n c", b, n, c));
+  VS_TRY(vs_check_flag(k, "accumulate", accumulate));
+  VS_TRY(vs_check_ptr(k, "dout", dout, *total > 0 ? b * c : 0));
+  return vs_check_ptr(k, "dx", dx, *total);
+}
+
 int vs_mean_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out,
                        vs_stream stream) {
   static const char* k = "vs_mean_tokens_fwd";
@@ -160,11 +170,7 @@ int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* d
                        int accumulate, vs_stream stream) {
   static const char* k = "vs_mean_tokens_bwd";
   int64_t total = 0;
-  VS_TRY(vs_check_float(k, "dtype", dtype));
-  VS_TRY(VS_DIMS(k, &total, "b n c", b, n, c));
-  VS_TRY(vs_check_flag(k, "accumulate", accumulate));
-  VS_TRY(vs_check_ptr(k, "dout", dout, total > 0 ? b * c : 0));
-  VS_TRY(vs_check_ptr(k, "dx", dx, total));
+  VS_TRY(check_pool_bwd(k, dtype, b, n, c, dout, dx, accumulate, &total));
 #pragma omp parallel for schedule(static) num_threads(vs_team(total))
   for (int64_t r = 0; r < b * n; r++) {
     const int64_t bi = r / n;
@@ -224,12 +230,8 @@ int vs_max_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* do
                       void* dx, int accumulate, vs_stream stream) {
   static const char* k = "vs_max_tokens_bwd";
   int64_t total = 0;
-  VS_TRY(vs_check_float(k, "dtype", dtype));
-  VS_TRY(VS_DIMS(k, &total, "b n c", b, n, c));
-  VS_TRY(vs_check_flag(k, "accumulate", accumulate));
-  VS_TRY(vs_check_ptr(k, "dout", dout, total > 0 ? b * c : 0));
+  VS_TRY(check_pool_bwd(k, dtype, b, n, c, dout, dx, accumulate, &total));
   VS_TRY(vs_check_ptr(k, "argmax", argmax, total > 0 ? b * c : 0));
-  VS_TRY(vs_check_ptr(k, "dx", dx, total));
   if (total == 0) {
     return VS_OK;
   }
