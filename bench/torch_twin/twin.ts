@@ -49,11 +49,18 @@ const { values: args } = parseArgs({
 });
 const steps = Number(args.steps);
 const tol = Number(args.tol);
-if (!Number.isInteger(steps) || steps < 1) {
-  throw new RangeError(`--steps must be a positive integer, got ${args.steps}`);
-}
-if (!["classifier", "pretrain", "both"].includes(args.model!)) {
-  throw new RangeError(`--model must be classifier, pretrain or both, got ${args.model}`);
+const USAGE =
+  "usage: deno task bench:twin [--steps N] [--model classifier|pretrain|both] [--out DIR] [--tol X]";
+const bad = !Number.isInteger(steps) || steps < 1
+  ? `--steps must be a positive integer, got ${args.steps}`
+  : !["classifier", "pretrain", "both"].includes(args.model!)
+  ? `--model must be classifier, pretrain or both, got ${args.model}`
+  : !(tol > 0)
+  ? `--tol must be a positive number, got ${args.tol}`
+  : undefined;
+if (bad) {
+  console.error(`${bad}\n${USAGE}`);
+  Deno.exit(2);
 }
 
 /** Why PyTorch cannot run here, or undefined when it can. */
