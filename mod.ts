@@ -36,7 +36,7 @@ export { type DType, readFloats, readScalar, readTensor, Tensor, writeTensor } f
 export { Rng } from "./lib/rng.ts";
 export { type ModelConfig, modelConfig, SIZE_NAMES } from "./lib/model/config.ts";
 export { type PretrainForwardOptions, type PretrainOutput, VideoMAEPretrain } from "./lib/model/pretrain.ts";
-export { type ClassifierOptions, VideoClassifier } from "./lib/model/classifier.ts";
+export { type ClassifierOptions, type PoolKind, VideoClassifier } from "./lib/model/classifier.ts";
 export {
   keptPerSlice,
   maskFromBoolean,

@@ -207,6 +207,14 @@ int vs_mean_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x
 /* dx: (b, n, c) (+)= dout[i, :] / n. */
 int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* dout, void* dx,
                        int accumulate, vs_stream stream);
+/* out: (b, c) = max over the n tokens of x: (b, n, c); argmax: (b, c) i32, the token that gave it (the
+ * first one on ties; a NaN wins over any number, so NaNs propagate as in torch.max). */
+int vs_max_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out, int32_t* argmax,
+                      vs_stream stream);
+/* dx: (b, n, c): dx[i, argmax[i, ch], ch] (+)= dout[i, ch]; without accumulate every other element is set
+ * to 0, with it every other element is left as it is. argmax: (b, c) i32 in [0, n). */
+int vs_max_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* dout, const int32_t* argmax,
+                      void* dx, int accumulate, vs_stream stream);
 
 /* ---------------------------------------------------------------------------------------------------
  * Video to patches

@@ -38,6 +38,17 @@ Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that 
   );
   const small = await loadFinetuneConfig(`${root}finetune_default.yaml`, ["--optim.lr=5e-4", "--data.flip"]);
   assert.deepEqual([small.optim.lr, small.data.flip, small.data.source], [5e-4, true, "shapes"]);
+  // Pooling: V-SWIFT's mean by default and in its configs; the small default that has to learn pools with max.
+  assert.deepEqual([d.model.pool, ssv2.model.pool, small.model.pool, small.data.repeats], [
+    "mean",
+    "mean",
+    "max",
+    1,
+  ]);
+  await assert.rejects(
+    loadFinetuneConfig(`${root}finetune_default.yaml`, ["--model.pool", "attentive"]),
+    /model.pool/,
+  );
   assert.deepEqual(d.data.crop_scale, [0.08, 1]);
   for (const v of ["0.3,1", "[0.3, 1]"]) {
     const c = await loadFinetuneConfig(`${root}finetune_default.yaml`, ["--data.crop_scale", v]);

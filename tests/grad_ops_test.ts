@@ -3,6 +3,8 @@
  * Tolerance: relative L2 error over the sampled coordinates below 2e-3 (f32 central differences with
  * eps 1e-2; the kernels accumulate in double, so correct gradients land near 1e-4).
  */
+import assert from "node:assert/strict";
+import { Graph } from "../lib/autograd.ts";
 import { attention } from "../lib/ops/attention.ts";
 import { add, addBcast, gelu, scaleRows } from "../lib/ops/elementwise.ts";
 import { addLayerNorm, layerNorm } from "../lib/ops/layernorm.ts";
@@ -12,13 +14,14 @@ import {
   concatTokens,
   gatherRows,
   indexTensor,
+  maxTokens,
   meanTokens,
   qkvBias,
   sliceTokens,
 } from "../lib/ops/tokens.ts";
 import { Rng } from "../lib/rng.ts";
-import { writeTensor } from "../lib/tensor.ts";
-import { assertGradOk, gradCheck, leaf, randn } from "./helpers.ts";
+import { readFloats, writeTensor } from "../lib/tensor.ts";
+import { arena, assertGradOk, gradCheck, leaf, randn } from "./helpers.ts";
 
 const TOL = 2e-3;
 const rng = new Rng(7);
@@ -116,6 +119,32 @@ Deno.test("gatherRows, concatTokens, sliceTokens and meanTokens", () => {
     }),
     TOL,
   );
+});
+
+Deno.test("maxTokens: the gradient reaches the maximal token only, first of equals on ties", () => {
+  const [b, n, c] = [2, 5, 3];
+  // Values 0.1 apart so that a finite-difference step (1e-2) never changes which token is the maximum.
+  const x = leaf(randn(rng, [b, n, c]));
+  writeTensor(x, Float32Array.from(rng.permutation(b * n * c), (v) => (v - 15) * 0.1));
+  const t = randn(rng, [b, c]);
+  assertGradOk(gradCheck({ x }, (g) => mse(g, maxTokens(g, x, { b, n, c }), t), { samples: 30 }), TOL);
+  // Ties: channel 0 is (1, 2, 2) over the tokens, channel 1 is (3, 3, 0); mse against 0 over 2 outputs
+  // sends each maximum's own value back to the first token that reached it.
+  const y = leaf(randn(rng, [1, 3, 2]));
+  writeTensor(y, [1, 3, 2, 3, 2, 0]);
+  const g = new Graph(arena);
+  const pooled = maxTokens(g, y, { b: 1, n: 3, c: 2 });
+  assert.deepEqual(Array.from(readFloats(pooled)), [2, 3]);
+  g.backward(mse(g, pooled, randn(rng, [1, 2], 0)));
+  g.reset();
+  assert.deepEqual(Array.from(readFloats(y.gradBuffer!)), [0, 3, 2, 0, 0, 0]);
+  // A NaN wins over any number, as torch.max.
+  writeTensor(y, [1, NaN, 2, 5, 2, 4]);
+  const ge = new Graph(arena, { grad: false });
+  const withNan = readFloats(maxTokens(ge, y, { b: 1, n: 3, c: 2 }));
+  ge.reset();
+  assert.equal(withNan[0], 2);
+  assert.ok(Number.isNaN(withNan[1]), `a NaN must win the max, got ${withNan[1]}`);
 });
 
 Deno.test("qkvBias feeds q_bias and v_bias but not the key", () => {

@@ -80,17 +80,26 @@ Deno.test("the tiny pretraining model reproduces PyTorch's predictions, targets 
   assert.ok(Math.abs(loss - want) < 1e-5 * want, `loss ${loss}, PyTorch ${want}`);
 });
 
-Deno.test("the tiny classifier reproduces PyTorch's logits", () => {
-  const f = fixture("classifier_tiny.pth");
-  const model = new VideoClassifier(CONFIG, { numClasses: 5, dropPath: 0 }).allocate("f32");
-  loadStateDict(model, f.state, { source: "classifier_tiny.pth" });
-  const video = f.tensor("video");
-  const g = new Graph(arena, { grad: false });
-  const x = g.alloc(video.shape, "f32");
-  writeTensor(x, toFloats(video.toSafeTensor()));
-  const logits = readFloats(model.forward(g, x).logits);
-  g.reset();
-  model.free();
-  const err = maxRelDiff(logits, floats(f.tensor("logits")));
-  assert.ok(err < 1e-5, `logits differ from PyTorch's by ${err}`);
-});
+for (const pool of ["mean", "max"] as const) {
+  Deno.test(`the tiny classifier reproduces PyTorch's logits (${pool} pooling)`, () => {
+    const f = fixture("classifier_tiny.pth");
+    const model = new VideoClassifier(CONFIG, { numClasses: 5, dropPath: 0, pool }).allocate("f32");
+    loadStateDict(model, f.state, { source: "classifier_tiny.pth" });
+    const video = f.tensor("video");
+    const g = new Graph(arena, { grad: false });
+    const x = g.alloc(video.shape, "f32");
+    writeTensor(x, toFloats(video.toSafeTensor()));
+    const logits = readFloats(model.forward(g, x).logits);
+    g.reset();
+    model.free();
+    const want = pool === "mean" ? f.tensor("logits") : logitsOf("classifier_tiny_max.pth");
+    const err = maxRelDiff(logits, floats(want));
+    assert.ok(err < 1e-5, `logits differ from PyTorch's by ${err}`);
+  });
+}
+
+function logitsOf(name: string): PthTensor {
+  const t = (openPth(`${DIR}${name}`).root as Map<string, unknown>).get("logits");
+  assert.ok(t instanceof PthTensor, `${name} has no tensor "logits"`);
+  return t;
+}

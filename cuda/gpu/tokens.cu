@@ -1,4 +1,4 @@
-// Token rows: gather/scatter by index, the sinusoid position table, mean over tokens.
+// Token rows: gather/scatter by index, the sinusoid position table, mean and max over tokens.
 #include "map.cuh"
 
 namespace vsw {
@@ -191,6 +191,79 @@ __global__ void __launch_bounds__(kMapThreads)
   }
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// Max over tokens: the same tiling as the mean; each token lane keeps its first maximum and the lanes
+// are combined in a fixed order, so ties go to the lowest token index and a NaN wins (as the host).
+// ------------------------------------------------------------------------------------------------
+
+// Whether (v, t) replaces the running (bv, bt): NaN first, then the larger value, then the lower token.
+__device__ __forceinline__ bool max_better(float v, int32_t t, float bv, int32_t bt) {
+  if (bv != bv) return v != v && t < bt;
+  if (v != v) return true;
+  return v > bv || (v == bv && t < bt);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) max_tokens_kernel(int64_t n, int64_t c, const T* x, T* out, int32_t* argmax) {
+  __shared__ float red[8][33];
+  __shared__ int32_t at[8][33];
+  const int64_t i = blockIdx.y;
+  const int64_t ch = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  float best = -INFINITY;
+  int32_t bt = int32_t(n);  // no token yet: any real token beats it, even -inf
+  if (ch < c) {
+    const T* base = x + i * n * c + ch;
+    for (int64_t t = threadIdx.y; t < n; t += 8) {
+      const float v = to_f(base[t * c]);
+      if (max_better(v, int32_t(t), best, bt)) {
+        best = v;
+        bt = int32_t(t);
+      }
+    }
+  }
+  red[threadIdx.y][threadIdx.x] = best;
+  at[threadIdx.y][threadIdx.x] = bt;
+  __syncthreads();
+  if (threadIdx.y == 0 && ch < c) {
+#pragma unroll
+    for (int y = 1; y < 8; ++y) {
+      if (max_better(red[y][threadIdx.x], at[y][threadIdx.x], best, bt)) {
+        best = red[y][threadIdx.x];
+        bt = at[y][threadIdx.x];
+      }
+    }
+    out[i * c + ch] = from_f<T>(best);
+    argmax[i * c + ch] = bt;
+  }
+}
+
+// dx[i, t, ch] = dout[i, ch] where t = argmax[i, ch], else 0; accumulating adds into dx instead.
+template <typename T>
+__global__ void __launch_bounds__(kMapThreads) max_tokens_bwd_kernel(int64_t b, int64_t n, int64_t c, const T* dout,
+                                                                     const int32_t* argmax, T* dx, int accumulate) {
+  const int64_t total = b * n * c;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride) {
+    const int64_t row = e / c, ch = e - row * c, i = row / n, t = row - i * n;
+    const bool hit = argmax[i * c + ch] == t;
+    if (accumulate) {
+      if (hit) dx[e] = from_f<T>(to_f(dx[e]) + to_f(dout[i * c + ch]));
+    } else {
+      dx[e] = hit ? dout[i * c + ch] : from_f<T>(0.0f);
+    }
+  }
+}
+
+
+// The checks every pooling entry point starts with: a float dtype and sizes >= 0.
+int check_pool_sizes(const char* fn, int dtype, int64_t b, int64_t n, int64_t c) {
+  VSW_TRY(check_float_dtype(fn, dtype));
+  VSW_TRY(check_size(fn, "b", b));
+  VSW_TRY(check_size(fn, "n", n));
+  return check_size(fn, "c", c);
+}
+
 }  // namespace
 }  // namespace vsw
 
@@ -280,10 +353,7 @@ int vs_sinusoid_table(int dtype, int64_t n_pos, int64_t d, void* out, vs_stream 
 
 int vs_mean_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out, vs_stream stream) {
   static const char* fn = "vs_mean_tokens_fwd";
-  VSW_TRY(check_float_dtype(fn, dtype));
-  VSW_TRY(check_size(fn, "b", b));
-  VSW_TRY(check_size(fn, "n", n));
-  VSW_TRY(check_size(fn, "c", c));
+  VSW_TRY(check_pool_sizes(fn, dtype, b, n, c));
   if (b == 0 || c == 0) return VS_OK;
   if (n == 0) return vs_fail(VS_ERR_ARG, "%s: the mean over n = 0 tokens is undefined", fn);
   if (b > 65535) return vs_fail(VS_ERR_ARG, "%s: b = %lld exceeds 65535", fn, (long long)b);
@@ -304,10 +374,7 @@ int vs_mean_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x
 int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* dout, void* dx, int accumulate,
                        vs_stream stream) {
   static const char* fn = "vs_mean_tokens_bwd";
-  VSW_TRY(check_float_dtype(fn, dtype));
-  VSW_TRY(check_size(fn, "b", b));
-  VSW_TRY(check_size(fn, "n", n));
-  VSW_TRY(check_size(fn, "c", c));
+  VSW_TRY(check_pool_sizes(fn, dtype, b, n, c));
   if (b == 0 || n == 0 || c == 0) return VS_OK;
   VSW_TRY(check_ptr(fn, "dout", dout));
   VSW_TRY(check_ptr(fn, "dx", dx));
@@ -326,5 +393,45 @@ int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* d
                                                                                               accumulate);
     }
     return vs_check_launch("vs_mean_tokens_bwd (mean_tokens_bwd_kernel)");
+  });
+}
+
+int vs_max_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out, int32_t* argmax,
+                      vs_stream stream) {
+  static const char* fn = "vs_max_tokens_fwd";
+  VSW_TRY(check_pool_sizes(fn, dtype, b, n, c));
+  if (b == 0 || c == 0) return VS_OK;
+  if (n == 0) return vs_fail(VS_ERR_ARG, "%s: the max over n = 0 tokens is undefined", fn);
+  if (n > INT32_MAX) return vs_fail(VS_ERR_ARG, "%s: n = %lld does not fit the i32 argmax", fn, (long long)n);
+  if (b > 65535) return vs_fail(VS_ERR_ARG, "%s: b = %lld exceeds 65535", fn, (long long)b);
+  VSW_TRY(check_ptr(fn, "x", x));
+  VSW_TRY(check_ptr(fn, "out", out));
+  VSW_TRY(check_ptr(fn, "argmax", argmax));
+  const dim3 grid{unsigned((c + 31) / 32), unsigned(b), 1u};
+  const dim3 block{32u, 8u, 1u};
+  if (dtype == VS_BF16) {
+    max_tokens_kernel<bf16><<<grid, block, 0, as_stream(stream)>>>(n, c, static_cast<const bf16*>(x),
+                                                                  static_cast<bf16*>(out), argmax);
+  } else {
+    max_tokens_kernel<float><<<grid, block, 0, as_stream(stream)>>>(n, c, static_cast<const float*>(x),
+                                                                   static_cast<float*>(out), argmax);
+  }
+  return vs_check_launch("vs_max_tokens_fwd (max_tokens_kernel)");
+}
+
+int vs_max_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* dout, const int32_t* argmax, void* dx,
+                      int accumulate, vs_stream stream) {
+  static const char* fn = "vs_max_tokens_bwd";
+  VSW_TRY(check_pool_sizes(fn, dtype, b, n, c));
+  if (b == 0 || n == 0 || c == 0) return VS_OK;
+  VSW_TRY(check_ptr(fn, "dout", dout));
+  VSW_TRY(check_ptr(fn, "argmax", argmax));
+  VSW_TRY(check_ptr(fn, "dx", dx));
+  return with_float_type(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t total = b * n * c;
+    max_tokens_bwd_kernel<T><<<grid_for(total, kMapThreads), kMapThreads, 0, as_stream(stream)>>>(
+        b, n, c, static_cast<const T*>(dout), argmax, static_cast<T*>(dx), accumulate);
+    return vs_check_launch("vs_max_tokens_bwd (max_tokens_bwd_kernel)");
   });
 }

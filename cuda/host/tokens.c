@@ -1,5 +1,5 @@
 /* Token bookkeeping: gathering and scattering rows by index, the sinusoid position table and the mean
- * over tokens used by the classifier. */
+ * and max over tokens used by the classifier's pooling. */
 #include <inttypes.h>
 
 #include "host.h"
@@ -115,17 +115,33 @@ int vs_sinusoid_table(int dtype, int64_t n_pos, int64_t d, void* out, vs_stream 
 
 #define MEAN_COLS 256
 
+/* The checks the mean and the max over tokens share: a float dtype, sizes, at least one token, x and out. */
+static int check_pool_fwd(const char* k, const char* what, int dtype, int64_t b, int64_t n, int64_t c,
+                          const void* x, const void* out, int64_t* total) {
+  VS_TRY(vs_check_float(k, "dtype", dtype));
+  VS_TRY(VS_DIMS(k, total, "b n c", b, n, c));
+  if (n == 0 && b * c > 0) {
+    return vs_fail(VS_ERR_ARG, "%s: n must be >= 1 to take a %s, got 0", k, what);
+  }
+  VS_TRY(vs_check_ptr(k, "x", x, *total));
+  return vs_check_ptr(k, "out", out, b * c);
+}
+
+/* The checks the backward of the mean and of the max share: dout (b, c), dx (b, n, c), the flag. */
+static int check_pool_bwd(const char* k, int dtype, int64_t b, int64_t n, int64_t c, const void* dout,
+                          const void* dx, int accumulate, int64_t* total) {
+  VS_TRY(vs_check_float(k, "dtype", dtype));
+  VS_TRY(VS_DIMS(k, total, "b n c", b, n, c));
+  VS_TRY(vs_check_flag(k, "accumulate", accumulate));
+  VS_TRY(vs_check_ptr(k, "dout", dout, *total > 0 ? b * c : 0));
+  return vs_check_ptr(k, "dx", dx, *total);
+}
+
 int vs_mean_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out,
                        vs_stream stream) {
   static const char* k = "vs_mean_tokens_fwd";
   int64_t total = 0;
-  VS_TRY(vs_check_float(k, "dtype", dtype));
-  VS_TRY(VS_DIMS(k, &total, "b n c", b, n, c));
-  if (n == 0 && b * c > 0) {
-    return vs_fail(VS_ERR_ARG, "%s: n must be >= 1 to take a mean, got 0", k);
-  }
-  VS_TRY(vs_check_ptr(k, "x", x, total));
-  VS_TRY(vs_check_ptr(k, "out", out, b * c));
+  VS_TRY(check_pool_fwd(k, "mean", dtype, b, n, c, x, out, &total));
   const int64_t col_blocks = (c + MEAN_COLS - 1) / MEAN_COLS;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(vs_team(total))
   for (int64_t bi = 0; bi < b; bi++) {
@@ -154,11 +170,7 @@ int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* d
                        int accumulate, vs_stream stream) {
   static const char* k = "vs_mean_tokens_bwd";
   int64_t total = 0;
-  VS_TRY(vs_check_float(k, "dtype", dtype));
-  VS_TRY(VS_DIMS(k, &total, "b n c", b, n, c));
-  VS_TRY(vs_check_flag(k, "accumulate", accumulate));
-  VS_TRY(vs_check_ptr(k, "dout", dout, total > 0 ? b * c : 0));
-  VS_TRY(vs_check_ptr(k, "dx", dx, total));
+  VS_TRY(check_pool_bwd(k, dtype, b, n, c, dout, dx, accumulate, &total));
 #pragma omp parallel for schedule(static) num_threads(vs_team(total))
   for (int64_t r = 0; r < b * n; r++) {
     const int64_t bi = r / n;
@@ -168,6 +180,75 @@ int vs_mean_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* d
         v += vs_load(dtype, dx, r * c + ch);
       }
       vs_store_d(dtype, dx, r * c + ch, v);
+    }
+  }
+  return VS_OK;
+}
+
+int vs_max_tokens_fwd(int dtype, int64_t b, int64_t n, int64_t c, const void* x, void* out, int32_t* argmax,
+                      vs_stream stream) {
+  static const char* k = "vs_max_tokens_fwd";
+  int64_t total = 0;
+  VS_TRY(check_pool_fwd(k, "max", dtype, b, n, c, x, out, &total));
+  if (n > INT32_MAX) {
+    return vs_fail(VS_ERR_ARG, "%s: n = %" PRId64 " does not fit the i32 argmax", k, n);
+  }
+  VS_TRY(vs_check_ptr(k, "argmax", argmax, b * c));
+  const int64_t col_blocks = (c + MEAN_COLS - 1) / MEAN_COLS;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(vs_team(total))
+  for (int64_t bi = 0; bi < b; bi++) {
+    for (int64_t cb = 0; cb < col_blocks; cb++) {
+      float best[MEAN_COLS];
+      int32_t at[MEAN_COLS];
+      const int64_t c0 = cb * MEAN_COLS;
+      const int64_t w = c - c0 < MEAN_COLS ? c - c0 : MEAN_COLS;
+      for (int64_t l = 0; l < w; l++) {
+        best[l] = vs_load(dtype, x, bi * n * c + c0 + l);
+        at[l] = 0;
+      }
+      for (int64_t t = 1; t < n; t++) {
+        const int64_t base = (bi * n + t) * c + c0;
+        for (int64_t l = 0; l < w; l++) {
+          const float v = vs_load(dtype, x, base + l);
+          /* Strictly greater keeps the first of equal values; a NaN, once taken, is never replaced. */
+          if (best[l] == best[l] && (v > best[l] || v != v)) {
+            best[l] = v;
+            at[l] = (int32_t)t;
+          }
+        }
+      }
+      for (int64_t l = 0; l < w; l++) {
+        vs_store(dtype, out, bi * c + c0 + l, best[l]);
+        argmax[bi * c + c0 + l] = at[l];
+      }
+    }
+  }
+  return VS_OK;
+}
+
+int vs_max_tokens_bwd(int dtype, int64_t b, int64_t n, int64_t c, const void* dout, const int32_t* argmax,
+                      void* dx, int accumulate, vs_stream stream) {
+  static const char* k = "vs_max_tokens_bwd";
+  int64_t total = 0;
+  VS_TRY(check_pool_bwd(k, dtype, b, n, c, dout, dx, accumulate, &total));
+  VS_TRY(vs_check_ptr(k, "argmax", argmax, total > 0 ? b * c : 0));
+  if (total == 0) {
+    return VS_OK;
+  }
+  VS_TRY(vs_check_indices(k, argmax, b * c, c, n));
+  /* One thread owns a whole sample, so the zeroing and the scattered writes never race. */
+#pragma omp parallel for schedule(static) num_threads(vs_team(total))
+  for (int64_t bi = 0; bi < b; bi++) {
+    if (!accumulate) {
+      memset((char*)dx + bi * n * c * vs_dtype_size(dtype), 0, (size_t)(n * c * vs_dtype_size(dtype)));
+    }
+    for (int64_t ch = 0; ch < c; ch++) {
+      const int64_t e = (bi * n + argmax[bi * c + ch]) * c + ch;
+      double v = vs_load(dtype, dout, bi * c + ch);
+      if (accumulate) {
+        v += vs_load(dtype, dx, e);
+      }
+      vs_store_d(dtype, dx, e, v);
     }
   }
   return VS_OK;

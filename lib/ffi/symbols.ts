@@ -83,6 +83,8 @@ export const SYMBOLS = {
   vs_sinusoid_table: fn(I32, I64, I64, P, P),
   vs_mean_tokens_fwd: fn(I32, I64, I64, I64, P, P, P),
   vs_mean_tokens_bwd: fn(I32, I64, I64, I64, P, P, I32, P),
+  vs_max_tokens_fwd: fn(I32, I64, I64, I64, P, P, P, P),
+  vs_max_tokens_bwd: fn(I32, I64, I64, I64, P, P, P, I32, P),
 
   vs_patchify: fn(I32, I32, I64, I64, I64, I64, I64, I64, I64, P, P, P, I64, P, P),
   vs_patch_target: fn(I32, I64, I64, I64, I64, I64, I64, I64, F32, P, P, P, I64, P, P),

@@ -1,11 +1,13 @@
 /**
- * The fine-tuning model as V-SWIFT's VisionTransformer: all tokens, stochastic depth, mean pooling over
- * tokens (there is no cls token), fc_norm and a linear head.
+ * The fine-tuning model as V-SWIFT's VisionTransformer: all tokens, stochastic depth, pooling over tokens
+ * (there is no cls token), fc_norm and a linear head. V-SWIFT pools with the mean; `max` takes each
+ * channel's largest value over the tokens instead. Neither pooling has parameters, so the state dict is
+ * the same for both: patch_embed.proj.*, blocks.N.*, fc_norm.{weight,bias}, head.{weight,bias}.
  */
 import type { Graph } from "../autograd.ts";
 import { add, addBcast } from "../ops/elementwise.ts";
 import { softmaxCrossEntropy } from "../ops/loss.ts";
-import { meanTokens } from "../ops/tokens.ts";
+import { maxTokens, meanTokens } from "../ops/tokens.ts";
 import { patchify, videoDims } from "../ops/video.ts";
 import type { Rng } from "../rng.ts";
 import { type Tensor, writeTensor } from "../tensor.ts";
@@ -19,7 +21,13 @@ export interface ClassifierOptions {
   dropPath?: number;
   /** The head's initial weights are scaled by this (V-SWIFT's init_scale, default 0.001). */
   initScale?: number;
+  /** Pooling over the tokens before fc_norm: `mean` (V-SWIFT, the default) or `max`. */
+  pool?: PoolKind;
 }
+
+/** How the classifier pools its tokens into one feature vector; see the file comment. */
+export type PoolKind = "mean" | "max";
+export const POOL_KINDS: readonly PoolKind[] = ["mean", "max"];
 
 export interface ClassifierForwardOptions {
   /** Draws the stochastic-depth masks; without it (evaluation) no block is dropped. */
@@ -36,6 +44,7 @@ export class VideoClassifier extends VideoModel {
   readonly head: Linear;
   readonly numClasses: number;
   readonly dropPath: number;
+  readonly pool: PoolKind;
   private readonly pos: PositionTable;
 
   constructor(config: ModelConfig, opts: ClassifierOptions) {
@@ -46,6 +55,10 @@ export class VideoClassifier extends VideoModel {
     }
     this.numClasses = opts.numClasses;
     this.dropPath = opts.dropPath ?? 0.1;
+    this.pool = opts.pool ?? "mean";
+    if (!POOL_KINDS.includes(this.pool)) {
+      throw new RangeError(`pool must be one of ${POOL_KINDS.join(", ")}, got ${this.pool}`);
+    }
     if (!(this.dropPath >= 0 && this.dropPath < 1)) {
       throw new RangeError(`dropPath must be in [0, 1), got ${this.dropPath}`);
     }
@@ -104,7 +117,7 @@ export class VideoClassifier extends VideoModel {
       );
     });
     const last = s.delta ? add(g, s.x, s.delta) : s.x;
-    const pooled = meanTokens(g, last, { b, n: tokens, c: c.embedDim });
+    const pooled = (this.pool === "max" ? maxTokens : meanTokens)(g, last, { b, n: tokens, c: c.embedDim });
     const logits = this.head.forward(g, this.fcNorm.forward(g, pooled));
     const loss = opts.targets ? softmaxCrossEntropy(g, logits, opts.targets) : undefined;
     return { logits, loss };

@@ -1,4 +1,4 @@
-/** Token selection and assembly: gather/scatter of rows by index, concatenation, mean pooling. */
+/** Token selection and assembly: gather/scatter of rows by index, concatenation, mean and max pooling. */
 import type { Graph } from "../autograd.ts";
 import { memset } from "../ffi/pointers.ts";
 import { type Tensor, writeTensor } from "../tensor.ts";
@@ -135,6 +135,37 @@ export function meanTokens(g: Graph, x: Tensor, dims: { b: number; n: number; c:
       slot.buf.ptr,
       slot.accumulate ? 1 : 0,
       k().stream,
+    );
+  });
+  return out;
+}
+
+/**
+ * out: (B, C) = max over the tokens of x: (B, n, C). The gradient goes to the token that gave each
+ * maximum (the first one on ties), as torch.max(dim=1).
+ */
+export function maxTokens(g: Graph, x: Tensor, dims: { b: number; n: number; c: number }): Tensor {
+  expectFloat("maxTokens", x);
+  const { b, n, c } = dims;
+  expect(x.numel === b * n * c, () => `maxTokens: ${x} is not (B ${b}, n ${n}, C ${c})`);
+  const out = g.alloc([b, c], x.dtype);
+  const argmax = g.alloc([b, c], "i32");
+  k().call("vs_max_tokens_fwd", out.code, b, n, c, x.ptr, out.ptr, argmax.ptr, null);
+  g.record([x], [out], () => {
+    const gy = g.grad(out);
+    if (!gy) return;
+    const slot = g.gradSlot(x)!;
+    k().call(
+      "vs_max_tokens_bwd",
+      gy.code,
+      b,
+      n,
+      c,
+      gy.ptr,
+      argmax.ptr,
+      slot.buf.ptr,
+      slot.accumulate ? 1 : 0,
+      null,
     );
   });
   return out;

@@ -4,6 +4,7 @@
  * both builds the same bits, poisons pure outputs with NaN first, and compares what comes back.
  */
 import { hostPointer, type Pointer, ptrOffset } from "../ffi/pointers.ts";
+import type { Native } from "../ffi/native.ts";
 import { Rng } from "../rng.ts";
 import { BF16, code, F32, type KernelCase, randn, TOL } from "./kernel_case.ts";
 import { mixCases } from "./mix_cases.ts";
@@ -514,6 +515,33 @@ function elementwiseCases(rng: Rng, dt: "f32" | "bf16"): KernelCase[] {
       },
       call: (k, p) => k.call("vs_mean_tokens_bwd", c, 2, 1568, 64, p.d, p.dx, 1, null),
     },
+    {
+      name: `vs_max_tokens_fwd ${dt}`,
+      tol: TOL[dt],
+      buffers: {
+        x: { dtype: dt, n: 2 * 1568 * 64, data: randn(rng, 2 * 1568 * 64) },
+        o: { dtype: dt, n: 128, output: true },
+        // Both builds see the same bits and break ties the same way, so the argmax must agree exactly.
+        a: { dtype: "i32", n: 128, output: true, tol: 0 },
+      },
+      call: (k, p) => k.call("vs_max_tokens_fwd", c, 2, 1568, 64, p.x, p.o, p.a, null),
+    },
+    ...[0, 1].map((accumulate) => ({
+      name: `vs_max_tokens_bwd ${dt}${accumulate ? " accumulating" : ""}`,
+      tol: TOL[dt],
+      buffers: {
+        d: { dtype: dt, n: 128, data: randn(rng, 128) },
+        a: { dtype: "i32" as const, n: 128, data: Int32Array.from({ length: 128 }, () => rng.int(1568)) },
+        dx: {
+          dtype: dt,
+          n: 2 * 1568 * 64,
+          data: accumulate ? randn(rng, 2 * 1568 * 64) : undefined,
+          output: true,
+        },
+      },
+      call: (k: Native, p: Record<string, Pointer>) =>
+        k.call("vs_max_tokens_bwd", c, 2, 1568, 64, p.d, p.a, p.dx, accumulate, null),
+    })),
   ];
 }
 

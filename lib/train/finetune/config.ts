@@ -4,6 +4,7 @@
  */
 import type { DeviceChoice } from "../../ffi/native.ts";
 import { classCount } from "../../data/labels.ts";
+import { POOL_KINDS, type PoolKind } from "../../model/classifier.ts";
 import { OPTIM_LEAVES, type OptimSection } from "../optim_config.ts";
 import {
   applyCliOverrides,
@@ -35,6 +36,8 @@ export interface FinetuneConfig {
     drop_path: number;
     /** The head's initial weights and bias are scaled by this. */
     init_scale: number;
+    /** Pooling over the tokens: mean (V-SWIFT) or max (no parameters either way; see lib/model/classifier.ts). */
+    pool: PoolKind;
   };
   data: {
     /** A dataset name (SSV2, Kinetics-400, ..., shapes): its class count and label map. */
@@ -133,6 +136,7 @@ const SCHEMA: { [S in keyof FinetuneConfig]: { [K in keyof FinetuneConfig[S]]: S
     num_classes: int(0),
     drop_path: num(0, { max: 1, exclusiveMax: true }),
     init_scale: num(0),
+    pool: str([...POOL_KINDS]),
   },
   data: {
     dataset: str(),
@@ -203,6 +207,7 @@ export function defaultFinetuneConfig(): FinetuneConfig {
       num_classes: 0,
       drop_path: 0.1,
       init_scale: 0.001,
+      pool: "mean",
     },
     data: {
       dataset: "SSV2",

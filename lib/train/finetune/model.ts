@@ -28,6 +28,7 @@ export function buildClassifier(
     numClasses: headClasses(cfg),
     dropPath: cfg.model.drop_path,
     initScale: cfg.model.init_scale,
+    pool: cfg.model.pool,
   });
   if (training) checkClassifierMemory(model, cfg.train.batch_size, dtype, training);
   return model.allocate(dtype).initialize(cfg.train.seed);
