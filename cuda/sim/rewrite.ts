@@ -1,8 +1,9 @@
 /**
  * The build-time rewrite that turns a cuda/gpu source into host C++ for the simulator: kernel launches
  * `k<<<grid, block, smem, stream>>>(args)` become `vsim::launch(k, "k", grid, block, smem, stream)(args)`,
- * and `__shared__` declarations become references into the simulated block's shared memory. Nothing
- * else changes: the kernel bodies compile as they are.
+ * `__shared__` declarations become references into the simulated block's shared memory, and kernels
+ * with `__launch_bounds__` check their block size first. Nothing else changes: the kernel bodies compile
+ * as they are.
  */
 
 /** Index of the bracket that closes the one at `open` (the same kind), or -1. */
@@ -96,7 +97,33 @@ export function rewriteShared(src: string, file: string): string {
   );
 }
 
+/**
+ * A kernel defined with `__launch_bounds__(N[, M])` starts with `::vsim::launch_bounds(N);`, so that a
+ * launch of more than N threads per block fails as the driver's does (the macro itself expands to nothing).
+ */
+export function rewriteLaunchBounds(src: string, file: string): string {
+  let out = src;
+  let from = 0;
+  for (;;) {
+    const at = out.indexOf("__launch_bounds__(", from);
+    if (at < 0) return out;
+    const open = at + "__launch_bounds__".length;
+    const close = matching(out, open, "(", ")");
+    const params = close < 0 ? -1 : out.indexOf("(", close + 1);
+    const paramsEnd = params < 0 ? -1 : matching(out, params, "(", ")");
+    if (paramsEnd < 0) throw new Error(`${file}: cannot parse the __launch_bounds__ at offset ${at}`);
+    from = paramsEnd;
+    const body = /^\s*\{/.exec(out.slice(paramsEnd + 1));
+    if (!body) continue; // a declaration: the definition carries the check
+    const [max] = splitDeclarators(out.slice(open + 1, close));
+    const insert = paramsEnd + 1 + body[0].length;
+    out = `${out.slice(0, insert)} ::vsim::launch_bounds(static_cast<long long>(${max}));${
+      out.slice(insert)
+    }`;
+  }
+}
+
 /** The whole rewrite of one source file. */
 export function rewriteForSim(src: string, file: string): string {
-  return rewriteShared(rewriteLaunches(src, file), file);
+  return rewriteShared(rewriteLaunchBounds(rewriteLaunches(src, file), file), file);
 }

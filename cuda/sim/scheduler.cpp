@@ -29,7 +29,7 @@ size_t func_smem_optin(const void* fn);
 namespace {
 
 constexpr size_t kStackBytes = 256 << 10;
-constexpr size_t kSmemWindow = 512 << 10;      // static at the bottom, dynamic against the top guard
+constexpr size_t kSmemWindow = 512 << 10;      // static below dynamic, the whole region against the top guard
 constexpr size_t kStaticDefaultLimit = 48 << 10;
 
 enum State { kRun, kBarrier, kWarp, kDone };
@@ -77,7 +77,7 @@ struct Engine {
   uint3 block{0, 0, 0};
   size_t dyn_bytes = 0;
   unsigned char* dyn = nullptr;
-  size_t static_top = 0;
+  size_t static_bottom = 0;  // static variables fill [static_bottom, dyn) downwards, first declared on top
   size_t static_limit = 0;
   std::vector<std::pair<const void*, size_t>> statics;
   Fiber* cur = nullptr;
@@ -160,8 +160,9 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
     const uintptr_t s0 = reinterpret_cast<uintptr_t>(e.smem);
     if (e.smem && a >= s0 + kSmemWindow && a < s0 + kSmemWindow + 4096) {
-      snprintf(what, sizeof(what), "shared memory access past the end of the %zu bytes of dynamic shared memory",
-               e.dyn_bytes);
+      snprintf(what, sizeof(what),
+               "shared memory access past the end of the block's shared memory (%zu bytes static, %zu dynamic)",
+               size_t(e.dyn - e.smem) - e.static_bottom, e.dyn_bytes);
     } else if (!describe_fault(info->si_addr, what, sizeof(what))) {
       if (sig == SIGSEGV && info->si_addr == nullptr) {
         snprintf(what, sizeof(what), "invalid memory access (a misaligned vector access or a null pointer)");
@@ -312,11 +313,13 @@ bool release(Engine& e, int n) {
 }
 
 bool run_block(Engine& e, int n) {
-  e.static_top = 0;
   e.statics.clear();
-  // Dynamic shared memory ends against the guard page; poisoned with NaN bytes like the static part.
+  // The block's shared memory ends against the guard page: dynamic on top, static variables below it (as
+  // the hardware puts static first), so that running off the end of either faults at the access. Poisoned
+  // with NaN bytes.
   const size_t dyn_round = (e.dyn_bytes + 127) & ~size_t(127);
   e.dyn = e.smem + kSmemWindow - dyn_round;
+  e.static_bottom = kSmemWindow - dyn_round;
   memset(e.dyn, 0xff, dyn_round);
   for (int i = 0; i < n; ++i) {
     Fiber& f = e.fibers[i];
@@ -496,19 +499,32 @@ void kernel_error(cudaError_t code, const char* fmt, ...) {
 
 void* dynamic_smem() { return eng().dyn; }
 
+void launch_bounds(long long max_threads) {
+  const dim3& b = eng().cfg.block;
+  const unsigned long long threads = 1ull * b.x * b.y * b.z;
+  if (max_threads > 0 && threads > static_cast<unsigned long long>(max_threads)) {
+    kernel_error(cudaErrorLaunchOutOfResources,
+                 "launch of (%u,%u,%u) = %llu threads per block, more than the kernel's __launch_bounds__(%lld) "
+                 "(too many resources requested for launch)",
+                 b.x, b.y, b.z, threads, max_threads);
+  }
+}
+
 void* static_smem(const void* tag, size_t bytes, size_t align) {
   Engine& e = eng();
   for (const auto& s : e.statics) {
     if (s.first == tag) return e.smem + s.second;
   }
-  const size_t off = (e.static_top + align - 1) / align * align;
-  if (off + bytes > e.static_limit) {
+  // Below the variables placed so far: the first one met ends where dynamic memory (or the guard) starts.
+  const size_t top = size_t(e.dyn - e.smem);
+  const size_t off = e.static_bottom < bytes ? 0 : (e.static_bottom - bytes) / align * align;
+  if (e.static_bottom < bytes || top - off > e.static_limit) {
     kernel_error(cudaErrorLaunchOutOfResources,
                  "static shared memory of %zu bytes plus %zu of dynamic exceeds the limit (%zu bytes static here)",
-                 off + bytes, e.dyn_bytes, e.static_limit);
+                 top - off, e.dyn_bytes, e.static_limit);
   }
   memset(e.smem + off, 0xff, bytes);
-  e.static_top = off + bytes;
+  e.static_bottom = off;
   e.statics.emplace_back(tag, off);
   return e.smem + off;
 }
@@ -528,13 +544,13 @@ void* shared_ptr(uint32_t addr, size_t bytes, size_t align, const char* op) {
     kernel_error(cudaErrorMisalignedAddress, "%s at shared address 0x%x is not %zu-byte aligned", op, addr, align);
   }
   const size_t dyn0 = size_t(e.dyn - e.smem);
-  const bool in_static = size_t(addr) + bytes <= e.static_top;
+  const bool in_static = addr >= e.static_bottom && size_t(addr) + bytes <= dyn0;
   const bool in_dyn = addr >= dyn0 && size_t(addr) + bytes <= dyn0 + e.dyn_bytes;
   if (!in_static && !in_dyn) {
     kernel_error(cudaErrorIllegalAddress,
-                 "%s of %zu bytes at shared address 0x%x is outside the block's shared memory (static [0, 0x%zx), "
+                 "%s of %zu bytes at shared address 0x%x is outside the block's shared memory (static [0x%zx, 0x%zx), "
                  "dynamic [0x%zx, 0x%zx))",
-                 op, bytes, addr, e.static_top, dyn0, dyn0 + e.dyn_bytes);
+                 op, bytes, addr, e.static_bottom, dyn0, dyn0, dyn0 + e.dyn_bytes);
   }
   return e.smem + addr;
 }

@@ -45,6 +45,9 @@ int lane_id();
 // Shared memory: the dynamic window, a static __shared__ variable (one per `tag` and block), 32-bit
 // shared addresses (as cvta.to.shared gives) and checked access to them.
 void* dynamic_smem();
+// The first statement of every kernel with __launch_bounds__(max_threads) (inserted by rewrite.ts): a
+// block of more threads fails the launch, as the driver refuses it.
+void launch_bounds(long long max_threads);
 void* static_smem(const void* tag, size_t bytes, size_t align);
 uint32_t shared_address(const void* p);
 void* shared_ptr(uint32_t addr, size_t bytes, size_t align, const char* op);
