@@ -131,14 +131,24 @@ export const SIGNAL_ECHO_MS = 2000;
 /**
  * An abort signal raised by the first SIGINT or SIGTERM (batch schedulers stop jobs with SIGTERM), so
  * the loop finishes its step, saves and exits 0. Copies of that signal within SIGNAL_ECHO_MS are the
- * same request; a later Ctrl-C (SIGINT) quits at once with status 130, without saving. `dispose`
- * removes the listeners.
+ * same request; a later Ctrl-C (SIGINT) quits at once with status 130, without saving.
+ *
+ * `end` marks the run as over without removing the listeners: with none left, the runtime's default
+ * action would end the process with status 130, and a forwarded copy of the stopping signal can arrive
+ * after the checkpoint is saved (deno task forwards its copy late on a loaded machine). After `end`,
+ * copies within SIGNAL_ECHO_MS are ignored and a later signal exits at once with status 0: the run has
+ * nothing left to save.
  */
-export function interruptSignal(announce: boolean): { signal: AbortSignal; dispose: () => void } {
+export function interruptSignal(announce: boolean): { signal: AbortSignal; end: () => void } {
   const stop = new AbortController();
   let first = 0;
+  let ended = -1;
   const on = (sig: "SIGINT" | "SIGTERM") => () => {
     const now = performance.now();
+    if (ended >= 0) {
+      if (now - Math.max(ended, first) > SIGNAL_ECHO_MS) Deno.exit(0);
+      return;
+    }
     if (stop.signal.aborted) {
       if (sig === "SIGINT" && now - first > SIGNAL_ECHO_MS) Deno.exit(130);
       return;
@@ -153,17 +163,9 @@ export function interruptSignal(announce: boolean): { signal: AbortSignal; dispo
     }
     stop.abort();
   };
-  const onInt = on("SIGINT");
-  const onTerm = on("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
-  return {
-    signal: stop.signal,
-    dispose: () => {
-      Deno.removeSignalListener("SIGINT", onInt);
-      Deno.removeSignalListener("SIGTERM", onTerm);
-    },
-  };
+  Deno.addSignalListener("SIGINT", on("SIGINT"));
+  Deno.addSignalListener("SIGTERM", on("SIGTERM"));
+  return { signal: stop.signal, end: () => ended = performance.now() };
 }
 
 /** How a training run ended, as its task prints it. */
@@ -209,6 +211,6 @@ export async function runTrainingTask<M, E extends RunEnd>(
     else console.error(`\n${rank}${what} failed: ${(e as Error).message}`);
     Deno.exit(exitStatusOf(e));
   } finally {
-    stop.dispose();
+    stop.end();
   }
 }

@@ -180,3 +180,36 @@ Deno.test("SIGTERM while the ranks meet ends the rank at once with status 0 (not
   assert.equal(o.code, 0, err);
   assert.match(err, /stopped by a signal during the rendezvous, before the first step: nothing to save/);
 });
+
+Deno.test("a copy of the stopping signal that arrives after the run ended leaves the exit status 0", async () => {
+  // deno task forwards its copy of a Ctrl-C; on a loaded machine it can land after the checkpoint is saved.
+  const script = `
+    import { interruptSignal } from ${JSON.stringify(`${ROOT}lib/task_cli.ts`)};
+    const stop = interruptSignal(false);
+    console.log("running");
+    await new Promise((r) => stop.signal.addEventListener("abort", r));
+    stop.end();
+    console.log("ended");
+    await new Promise((r) => setTimeout(r, 1500));
+    console.log("exited by itself");
+  `;
+  const child = new Deno.Command(deno, {
+    args: ["eval", script],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await child.stderr.cancel();
+  // The first SIGINT stops the run; the second plays the copy that comes after the end.
+  let text = "";
+  let sent = 0;
+  for await (const chunk of child.stdout) {
+    text += new TextDecoder().decode(chunk);
+    if (sent === 0 && /running/.test(text)) sent = (child.kill("SIGINT"), 1);
+    if (sent === 1 && /ended/.test(text)) sent = (child.kill("SIGINT"), 2);
+  }
+  const { code } = await child.status;
+  assert.equal(sent, 2, text);
+  assert.equal(code, 0, text);
+  assert.match(text, /exited by itself/);
+});
