@@ -85,11 +85,18 @@ export {
   loadFinetuneConfig,
 } from "./lib/train/finetune/config.ts";
 export { evaluateCheckpoint } from "./lib/train/finetune/eval.ts";
+export { extractFeatures, type VideoFeatures } from "./lib/train/finetune/features.ts";
+export {
+  fitLinearProbe,
+  type LinearProbe,
+  predictLinearProbe,
+  probeAccuracy,
+} from "./lib/train/linear_probe.ts";
 export { layerScales } from "./lib/train/finetune/layer_decay.ts";
 export { mergeViews } from "./lib/train/finetune/tta.ts";
 export { openPth, stateDictOf, toSafeTensors } from "./lib/io/pth.ts";
 export { type Batch, type LoaderOptions, VideoLoader } from "./lib/data/loader.ts";
-export { ensureSyntheticDataset, MOTION_CLASSES } from "./lib/data/synthetic.ts";
+export { ensureSyntheticDataset, MOTION_CLASSES, type SyntheticStyle } from "./lib/data/synthetic.ts";
 export { encodePng, gridImage, type RgbImage } from "./lib/data/png_grid.ts";
 export { writeReconstructions } from "./lib/train/pretrain/visualize.ts";
 // Notebook pieces: plots as SVG text, test results, clips as PNG strips, interruptible training cells.

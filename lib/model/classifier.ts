@@ -96,8 +96,15 @@ export class VideoClassifier extends VideoModel {
     return d > 1 ? (i * this.dropPath) / (d - 1) : 0;
   }
 
-  /** Logits (B, classes) and, with targets, the soft-target cross-entropy. */
-  forward(g: Graph, video: Tensor, opts: ClassifierForwardOptions = {}): { logits: Tensor; loss?: Tensor } {
+  /**
+   * Logits (B, classes), the features the head reads (B, C: fc_norm of the pooled tokens; what a linear
+   * probe trains on) and, with targets, the soft-target cross-entropy.
+   */
+  forward(
+    g: Graph,
+    video: Tensor,
+    opts: ClassifierForwardOptions = {},
+  ): { logits: Tensor; features: Tensor; loss?: Tensor } {
     const c = this.config;
     const dt = this.dtype;
     if (!dt) throw new Error("The model is not allocated yet: call allocate() before forward()");
@@ -118,9 +125,10 @@ export class VideoClassifier extends VideoModel {
     });
     const last = s.delta ? add(g, s.x, s.delta) : s.x;
     const pooled = (this.pool === "max" ? maxTokens : meanTokens)(g, last, { b, n: tokens, c: c.embedDim });
-    const logits = this.head.forward(g, this.fcNorm.forward(g, pooled));
+    const features = this.fcNorm.forward(g, pooled);
+    const logits = this.head.forward(g, features);
     const loss = opts.targets ? softmaxCrossEntropy(g, logits, opts.targets) : undefined;
-    return { logits, loss };
+    return { logits, features, loss };
   }
 
   /** Per-sample factors 0 or 1 / keep for one block, or undefined when the block is never dropped. */

@@ -38,12 +38,16 @@ export interface EvalMetrics {
 
 type Keys = { video: number; chunk: number; split: number; pad: boolean }[];
 
-/** Runs the loader's one pass through the model without gradients; calls `each` per batch. */
-async function forEachBatch(
+/**
+ * Runs the loader's one pass through the model without gradients; calls `each` per batch with the
+ * logits (B, classes), or with the features the head reads (B, C) when `output` is "features".
+ */
+export async function forEachBatch(
   model: VideoClassifier,
   loader: VideoLoader,
   arena: Arena,
-  each: (logits: Float32Array, labels: Int32Array, keys: Keys) => void | Promise<void>,
+  each: (values: Float32Array, labels: Int32Array, keys: Keys) => void | Promise<void>,
+  output: "logits" | "features" = "logits",
 ): Promise<void> {
   for (;;) {
     const g = new Graph(arena, { grad: false });
@@ -52,8 +56,7 @@ async function forEachBatch(
       g.reset();
       return;
     }
-    const { logits } = model.forward(g, batch.video);
-    const values = readFloats(logits);
+    const values = readFloats(model.forward(g, batch.video)[output]);
     g.reset();
     await each(values, batch.labels, batch.keys);
   }
