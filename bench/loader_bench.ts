@@ -9,7 +9,8 @@
  *
  * Data: --list/--data-root, or by default the Kinetics sample clips of ../shared/data cut into 3 s chunks
  * at short side 256 (runs/bench_loader/, made once), or synthetic 256 px videos when those are absent.
- * Probing is cached (a warm-up pass probes every file), as in training after the first epoch.
+ * Probing is measured first (every file once, in process and with ffprobe), then cached (a warm-up pass
+ * probes every file), as in training after the first epoch.
  */
 import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 import { Arena } from "../lib/memory.ts";
@@ -20,6 +21,7 @@ import { openDecoder } from "../lib/ffi/decode.ts";
 import { findPython } from "./torch_step.ts";
 import { VideoLoader } from "../lib/data/loader.ts";
 import { prepareDataset } from "../lib/data/prepare.ts";
+import { probeClip } from "../lib/data/probe.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { parseFlags } from "../lib/task_cli.ts";
 
@@ -195,6 +197,20 @@ async function loaderRate(
   };
 }
 
+/** Every file probed once (no cache), `workers` at a time: files/s and CPU ms per file. */
+async function probeCost(choice: DecoderChoice): Promise<{ rate: number; cpu: number }> {
+  let next = 0;
+  const c0 = await cpuMs();
+  const t0 = performance.now();
+  const work = async () => {
+    while (next < files.length) await probeClip(files[next++], undefined, choice);
+  };
+  await Promise.all(Array.from({ length: workers }, work));
+  const secs = (performance.now() - t0) / 1000;
+  const c1 = await cpuMs();
+  return { rate: files.length / secs, cpu: (c1.children - c0.children + c1.self - c0.self) / files.length };
+}
+
 /** The PyAV + DataLoader twin's clips/s and CPU ms per clip for repeated sampling k. */
 async function pyavRate(python: string, repeats: number): Promise<{ rate: number; cpu: number }> {
   const spec = {
@@ -231,9 +247,9 @@ for (const d of decoders) {
     throw new RangeError(`--decoders takes inprocess and ffmpeg, got ${d}`);
   }
 }
+const { decoder: nativeDecoder, why } = await openDecoder();
 if (decoders.includes("inprocess")) {
-  const { decoder, why } = await openDecoder();
-  if (!decoder) {
+  if (!nativeDecoder) {
     console.log(`the in-process decoder is unavailable (${why}): measuring the ffmpeg processes only`);
     decoders.splice(decoders.indexOf("inprocess"), 1);
   }
@@ -243,6 +259,16 @@ console.log(
   `clip: ${a.frames} frames, stride ${a["sampling-rate"]}, decoded at short side ${a["short-side"]}, ` +
     `multi-scale crop to ${a["input-size"]}, ${a.dtype} output, decoded to ${a["pixel-format"]}`,
 );
+{
+  // What a fresh dataset costs before its first batch (the loader caches probes after that).
+  const costs: string[] = [];
+  for (const p of (nativeDecoder ? ["inprocess", "ffmpeg"] : ["ffmpeg"]) as DecoderChoice[]) {
+    const c = await probeCost(p);
+    const what = p === "inprocess" ? "in process" : "ffprobe";
+    costs.push(`${what} ${c.rate.toFixed(0)} files/s, CPU per file ${c.cpu.toFixed(1)} ms`);
+  }
+  console.log(`probing every file once, ${workers} at a time: ${costs.join("; ")}`);
+}
 const rounds = Math.max(1, Math.round(videosWanted / files.length));
 const trials = Number(a.trials);
 type Run = { rate: number; cpu: number; waited: number; kernels: number };
@@ -253,6 +279,7 @@ for (const k of a.repeats.split(",").map(Number)) {
   const base: { rate: number; cpu: number }[] = [];
   const runs = new Map<DecoderChoice, Run[]>(decoders.map((d) => [d, []]));
   const pyav: { rate: number; cpu: number }[] = [];
+  const decoderUse = nativeDecoder?.stats();
   for (let t = 0; t < trials; t++) {
     base.push(await ffmpegAlone(rounds));
     for (const d of decoders) runs.get(d)!.push(await loaderRate(k, t + 1, d));
@@ -290,6 +317,17 @@ for (const k of a.repeats.split(",").map(Number)) {
   }
   const inproc = runs.get("inprocess");
   const proc = runs.get("ffmpeg");
+  if (inproc && nativeDecoder && decoderUse) {
+    // A worker reuses its decoder when the next clip has the same codec parameters (cuda/decode/decode.c).
+    const now = nativeDecoder.stats();
+    const opened = now.opened - decoderUse.opened;
+    const reused = now.reused - decoderUse.reused;
+    console.log(
+      `  in process: ${reused} of ${
+        opened + reused
+      } decodes reused their worker's decoder, ${opened} opened one`,
+    );
+  }
   if (inproc && proc) {
     const cpu = median(inproc.map((r, i) => proc[i].cpu / r.cpu));
     const rate = median(inproc.map((r, i) => r.rate / proc[i].rate));

@@ -1,21 +1,26 @@
 /**
  * The in-process decoder against the ffmpeg process: the same bytes for the same request (seeking or
  * not, scaled or not, cropped, yuv420p and rgb24) on generated clips and on the real clips in
- * ../shared/data when present, and the same kind of per-file error for broken files.
+ * ../shared/data when present, and the same kind of per-file error for broken files. A worker that
+ * keeps its decoder across clips gives the bytes of fresh workers.
  */
 import assert from "node:assert/strict";
 import { decodeInProcess } from "../lib/data/decode.ts";
 import { DecodeError, decodeFrames, type DecodeRequest, probeVideo, runTool } from "../lib/data/ffmpeg.ts";
-import { openDecoder } from "../lib/ffi/decode.ts";
+import { type NativeDecoder, openDecoder } from "../lib/ffi/decode.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "vswift_decode_test_" });
 const { decoder, why } = await openDecoder();
 
-/** A test pattern clip whose frames all differ: h264, keyframe every 12 frames, 25 fps. */
-async function makeClip(name: string, size: string, seconds: number): Promise<string> {
-  const path = `${tmp}/${name}.mp4`;
-  const src = `testsrc2=size=${size}:rate=25`;
-  const args = ["-v", "error", "-y", "-f", "lavfi", "-i", src, "-t", String(seconds), "-c:v", "libx264"];
+/**
+ * A test pattern clip whose frames all differ: h264 in mp4 (or vp9 in webm), keyframe every 12 frames,
+ * 25 fps.
+ */
+async function makeClip(name: string, size: string, seconds: number, pattern = "testsrc2", vp9 = false) {
+  const path = `${tmp}/${name}.${vp9 ? "webm" : "mp4"}`;
+  const src = `${pattern}=size=${size}:rate=25`;
+  const codec = vp9 ? ["libvpx-vp9", "-deadline", "realtime"] : ["libx264"];
+  const args = ["-v", "error", "-y", "-f", "lavfi", "-i", src, "-t", String(seconds), "-c:v", ...codec];
   const r = await runTool("ffmpeg", [...args, "-g", "12", "-pix_fmt", "yuv420p", path]);
   assert.equal(r.code, 0, r.stderr);
   return path;
@@ -76,6 +81,87 @@ Deno.test({
       await assertSameFrames(clip, VARIANTS[3]);
       await assertSameFrames(clip, { indices: [60, 64, 68, 72], shortSide: 128, pixelFormat: "yuv420p" });
     }
+    // One worker through the clips and back, as a loader's worker goes through a dataset.
+    const seekTo = [40, 44, 48];
+    await assertReuseExact(
+      [...realClips, ...realClips].map((clip, i) => [clip, i % 2 ? seekTo : [0, 9], i % 2 === 1]),
+    );
+  },
+});
+
+/** One clip's frames, whole and at native size, from decoder `d` (yuv420p where the size is even). */
+async function nativeFrames(
+  d: NativeDecoder,
+  path: string,
+  indices: number[],
+  seek: boolean,
+): Promise<Uint8Array> {
+  const info = await probeVideo(path);
+  const { width: w, height: h } = info;
+  const yuv = w % 2 === 0 && h % 2 === 0;
+  const out = new Uint8Array((indices.length * w * h * (yuv ? 3 : 6)) / 2);
+  const { status, message } = await d.decode({
+    path,
+    indices,
+    seek: seek && info.cfr,
+    fps: info.fps,
+    fullW: w,
+    fullH: h,
+    region: { x: 0, y: 0, w, h },
+    format: yuv ? "yuv420p" : "rgb24",
+    out,
+  });
+  assert.equal(status, indices.length, `${path}: ${message}`);
+  return out;
+}
+
+/**
+ * Decodes the steps one after another on one worker and each on a fresh worker; the bytes must be
+ * equal. Returns the one worker's decoder counts.
+ */
+async function assertReuseExact(
+  steps: [string, number[], boolean][],
+): Promise<{ opened: number; reused: number }> {
+  const one = decoder!.fork();
+  try {
+    for (const [path, indices, seek] of steps) {
+      const kept = await nativeFrames(one, path, indices, seek);
+      const fresh = decoder!.fork();
+      const want = await nativeFrames(fresh, path, indices, seek).finally(() => fresh.close());
+      const what = `${path} ${indices} after ${
+        one.stats().opened + one.stats().reused - 1
+      } clips on one worker`;
+      assert.equal(want.length, kept.length, what);
+      assert.ok(want.every((b, i) => b === kept[i]), `${what}: the bytes differ from a fresh worker's`);
+    }
+    return one.stats();
+  } finally {
+    one.close();
+  }
+}
+
+Deno.test({
+  name:
+    "a worker that keeps its decoder across clips gives the bytes of fresh workers, and reopens on a change",
+  ignore: !decoder,
+  fn: async () => {
+    const a = await makeClip("reuse_a", "320x240", 3);
+    const a2 = await makeClip("reuse_a2", "320x240", 2, "testsrc");
+    const b = await makeClip("reuse_b", "160x120", 2);
+    const c = await makeClip("reuse_c", "160x120", 2, "testsrc2", true);
+    const c2 = await makeClip("reuse_c2", "160x120", 2, "testsrc", true);
+    const seekTo = [26, 30, 34, 38];
+    const stats = await assertReuseExact([
+      [a, seekTo, true],
+      [a2, [0, 5, 10, 40], false], // same parameters: reused
+      [a, [1, 2, 3], false], // reused again
+      [b, seekTo, true], // another size: reopened
+      [a, seekTo, true], // and back
+      [c, [0, 4, 8], false], // vp9: reopened
+      [c2, seekTo, true], // reused
+      [a, [3, 20, 60], false], // reopened
+    ]);
+    assert.deepEqual(stats, { workers: 1, opened: 5, reused: 3 });
   },
 });
 

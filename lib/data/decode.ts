@@ -7,7 +7,7 @@
  * VSWIFT_DECODER chooses: `auto` (the default), `inprocess` (an error when the library is missing) or
  * `ffmpeg`.
  */
-import { openDecoder } from "../ffi/decode.ts";
+import { type NativeDecoder, openDecoder } from "../ffi/decode.ts";
 import {
   decodeArgs,
   decodeFrames,
@@ -42,18 +42,22 @@ export async function decodeClip(req: DecodeRequest, choice = decoderChoice()): 
   return decodeFrames(req);
 }
 
+/** The decoder library, or undefined when it is unavailable; `required` turns that into an error. */
+export async function inProcessDecoder(required: boolean): Promise<NativeDecoder | undefined> {
+  const { decoder, why } = await openDecoder();
+  if (!decoder && required) {
+    throw new Error(`VSWIFT_DECODER=inprocess but the in-process decoder is unavailable: ${why}`);
+  }
+  return decoder;
+}
+
 /**
  * The in-process decode, or undefined when the decoder library is missing or refuses the file (then
  * the caller runs ffmpeg); `required` turns those into errors.
  */
 export async function decodeInProcess(req: DecodeRequest, required = false): Promise<Frames | undefined> {
-  const { decoder, why } = await openDecoder();
-  if (!decoder) {
-    if (required) {
-      throw new Error(`VSWIFT_DECODER=inprocess but the in-process decoder is unavailable: ${why}`);
-    }
-    return undefined;
-  }
+  const decoder = await inProcessDecoder(required);
+  if (!decoder) return undefined;
   const n = req.indices.length;
   if (n === 0) throw new RangeError(`No frames to decode from ${req.path}`);
   const { w, h, format, region } = decodeArgs(req);

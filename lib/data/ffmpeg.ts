@@ -1,8 +1,9 @@
 /**
- * The system ffmpeg and ffprobe: probing (frame count, size, frame rate; cached per file) and decoding a
- * set of frames of one video, scaled to a short side and cut to a region in the filter graph, as raw
- * frames (RGB24, or YUV420P for half the bytes) over a pipe into a preallocated buffer. One process per call, one decoding thread each. VSWIFT_FFMPEG and VSWIFT_FFPROBE
- * point at other binaries.
+ * The system ffmpeg and ffprobe: probing (frame count, size, frame rate; the rules shared with the
+ * in-process probe of lib/data/probe.ts, which also holds the cache) and decoding a set of frames of one
+ * video, scaled to a short side and cut to a region in the filter graph, as raw frames (RGB24, or YUV420P
+ * for half the bytes) over a pipe into a preallocated buffer. One process per call, one decoding thread
+ * each. VSWIFT_FFMPEG and VSWIFT_FFPROBE point at other binaries.
  */
 
 export function ffmpegPath(): string {
@@ -163,7 +164,39 @@ function parseRate(r: string | undefined): number {
   return b ? a / b : a || 0;
 }
 
-/** Probes a video with ffprobe (first video stream). Throws DecodeError when ffprobe fails. */
+/** What a probe read from the first video stream, before the loader's rules (see videoInfo). */
+export interface StreamProbe {
+  width: number;
+  height: number;
+  /** The container's frame count, or the packet count when it has none; not a number when missing. */
+  frames: number;
+  /** The rates as ffprobe prints them, "num/den". */
+  avgFrameRate?: string;
+  rFrameRate?: string;
+}
+
+/**
+ * VideoInfo from what ffprobe or the in-process probe read: fps is the average rate (the real-base
+ * rate when there is none), and the rate is constant when both rates print the same.
+ */
+export function videoInfo(path: string, s: StreamProbe, tool: string): VideoInfo {
+  if (!(s.width > 0) || !(s.height > 0)) throw new DecodeError(path, "the file has no video stream", "probe");
+  if (!(s.frames > 0)) throw new DecodeError(path, `${tool} found no frames`, "probe");
+  const avg = parseRate(s.avgFrameRate);
+  const rr = parseRate(s.rFrameRate);
+  return {
+    width: s.width,
+    height: s.height,
+    frames: s.frames,
+    fps: avg || rr,
+    cfr: avg > 0 && s.avgFrameRate === s.rFrameRate,
+  };
+}
+
+/**
+ * Probes a video with ffprobe (first video stream). Throws DecodeError when ffprobe fails. The loader
+ * probes through lib/data/probe.ts, which prefers the in-process probe.
+ */
 export async function probeVideo(path: string, signal?: AbortSignal): Promise<VideoInfo> {
   const entries = "stream=width,height,nb_frames,r_frame_rate,avg_frame_rate,duration";
   const base = ["-v", "error", "-select_streams", "v:0", "-of", "json"];
@@ -192,16 +225,13 @@ export async function probeVideo(path: string, signal?: AbortSignal): Promise<Vi
     if (c.code !== 0) throw new DecodeError(path, tail(c.stderr), "probe");
     frames = Number(JSON.parse(decoder.decode(c.stdout)).streams?.[0]?.nb_read_packets);
   }
-  if (!(frames > 0)) throw new DecodeError(path, "ffprobe found no frames", "probe");
-  const avg = parseRate(s.avg_frame_rate);
-  const rr = parseRate(s.r_frame_rate);
-  return {
+  return videoInfo(path, {
     width: s.width,
     height: s.height,
     frames,
-    fps: avg || rr,
-    cfr: avg > 0 && s.avg_frame_rate === s.r_frame_rate,
-  };
+    avgFrameRate: s.avg_frame_rate,
+    rFrameRate: s.r_frame_rate,
+  }, "ffprobe");
 }
 
 /** Counts decodable frames exactly (decodes the whole file); used when the container's count is wrong. */
@@ -222,79 +252,6 @@ export async function countFrames(path: string, signal?: AbortSignal): Promise<n
   const n = Number(JSON.parse(decoder.decode(r.stdout)).streams?.[0]?.nb_read_frames);
   if (!(n > 0)) throw new DecodeError(path, "no decodable frame", "count the frames of");
   return n;
-}
-
-/**
- * Probe results per file, in memory and optionally in a JSON file keyed by path, size and mtime (so a
- * restarted run does not probe again).
- */
-export class ProbeCache {
-  private map = new Map<string, VideoInfo>();
-  private pending = new Map<string, Promise<VideoInfo>>();
-  private dirty = false;
-
-  constructor(private readonly file?: string) {
-    if (!file) return;
-    try {
-      const saved = JSON.parse(Deno.readTextFileSync(file)) as Record<string, VideoInfo & { key: string }>;
-      for (const [p, v] of Object.entries(saved)) {
-        if (v.key === fileKey(p)) this.map.set(p, v);
-      }
-    } catch {
-      // A missing or unreadable cache is rebuilt.
-    }
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  /** The cached probe of `path`, probing it once if needed (concurrent callers share one ffprobe). */
-  async get(path: string, signal?: AbortSignal): Promise<VideoInfo> {
-    const hit = this.map.get(path);
-    if (hit) return hit;
-    let p = this.pending.get(path);
-    if (!p) {
-      p = probeVideo(path, signal);
-      this.pending.set(path, p);
-    }
-    try {
-      const info = await p;
-      this.set(path, info);
-      return info;
-    } finally {
-      this.pending.delete(path);
-    }
-  }
-
-  peek(path: string): VideoInfo | undefined {
-    return this.map.get(path);
-  }
-
-  set(path: string, info: VideoInfo): void {
-    this.map.set(path, info);
-    this.dirty = true;
-  }
-
-  /** Writes the cache file (atomically) when it has changed. */
-  save(): void {
-    if (!this.file || !this.dirty) return;
-    const out: Record<string, VideoInfo & { key: string }> = {};
-    for (const [p, v] of this.map) out[p] = { ...v, key: fileKey(p) };
-    const tmp = `${this.file}.${Deno.pid}.tmp`;
-    Deno.writeTextFileSync(tmp, JSON.stringify(out));
-    Deno.renameSync(tmp, this.file);
-    this.dirty = false;
-  }
-}
-
-function fileKey(path: string): string {
-  try {
-    const st = Deno.statSync(path);
-    return `${st.size}:${st.mtime?.getTime() ?? 0}`;
-  } catch {
-    return "missing";
-  }
 }
 
 /** The decoded size with the short side scaled to `shortSide` (0 keeps the native size). */

@@ -29,11 +29,11 @@ import {
   frameBytes,
   type Frames,
   type PixelFormat,
-  ProbeCache,
   scaledSize,
   ShortDecodeError,
 } from "./ffmpeg.ts";
 import { decodeClip, type DecoderChoice, decoderChoice } from "./decode.ts";
+import { ProbeCache, prober } from "./probe.ts";
 import { type ListEntry, parseList } from "./list_file.ts";
 import {
   epochPermutation,
@@ -145,7 +145,7 @@ export interface LoaderOptions {
   synthetic?: boolean;
   /** A position() of an earlier loader with the same options: continue its stream. */
   resume?: LoaderPosition;
-  /** A JSON file caching ffprobe results across runs. */
+  /** A JSON file caching probe results across runs. */
   probeCache?: string;
   /** Replacement attempts for a video that fails to decode before the loader gives up (10). */
   maxReplacements?: number;
@@ -338,7 +338,7 @@ export class VideoLoader {
     this.std = [...(opts.std ?? IMAGENET_STD)];
     this.sem = new Semaphore(positiveInt("workers", opts.workers ?? navigator.hardwareConcurrency ?? 2));
     this.prefetch = Math.max(0, Math.floor(opts.prefetch ?? 2));
-    this.probes = new ProbeCache(opts.probeCache);
+    this.probes = new ProbeCache(opts.probeCache, prober(opts.decoder));
     this.log = opts.log ?? ((m) => console.error(m));
 
     if (opts.synthetic) {

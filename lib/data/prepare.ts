@@ -5,7 +5,8 @@
  * = where the chunk sits in the source). Parallel (one single-threaded ffmpeg per video) and resumable:
  * finished videos are recorded in progress.jsonl and skipped by a rerun.
  */
-import { ffmpegPath, probeVideo, runTool } from "./ffmpeg.ts";
+import { ffmpegPath, runTool } from "./ffmpeg.ts";
+import { probeClip } from "./probe.ts";
 import { formatListLine, type ListEntry } from "./list_file.ts";
 
 export interface PrepareOptions {
@@ -66,7 +67,7 @@ async function cutVideo(
   index: number,
   o: Required<Omit<PrepareOptions, "onProgress" | "workers">>,
 ) {
-  const info = await probeVideo(e.path);
+  const info = await probeClip(e.path);
   const base = chunkBase(e.source, index);
   const tmpDir = `${o.out}/.tmp_${String(index).padStart(6, "0")}`;
   await Deno.remove(tmpDir, { recursive: true }).catch(() => {});
@@ -125,7 +126,7 @@ async function cutVideo(
   const minFrames = Math.max(1, Math.round(o.minSeconds * info.fps));
   for (let i = 0; i < pieces.length; i++) {
     const piece = `${tmpDir}/${pieces[i]}`;
-    const frames = (await probeVideo(piece)).frames;
+    const frames = (await probeClip(piece)).frames;
     if (i === pieces.length - 1 && pieces.length > 1 && frames < minFrames) break;
     const path = `${base}_${String(i).padStart(3, "0")}.${o.format}`;
     await Deno.rename(piece, `${o.out}/${path}`);

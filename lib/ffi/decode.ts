@@ -1,16 +1,33 @@
 /**
  * The in-process video decoder, build/libvswift_decode.so (cuda/decode/decode.c): FFmpeg's libraries
- * called from a pool of decoder workers, each kept across clips. A call runs on one of Deno's
- * blocking threads (a nonblocking FFI call), so the event loop stays free and several decodes run at
- * once. Built on first use like the host library; when it cannot be built or loaded (no FFmpeg -dev
- * packages), openDecoder says why and the loader keeps one ffmpeg process per clip.
+ * called from a pool of decoder workers, each kept across clips (with its decoder, when the next clip's
+ * codec parameters allow), and the in-process probe. A call runs on one of Deno's blocking threads (a
+ * nonblocking FFI call), so the event loop stays free and several decodes run at once. Built on first
+ * use like the host library; when it cannot be built or loaded (no FFmpeg -dev packages), openDecoder
+ * says why and the loader keeps one ffmpeg (ffprobe) process per clip.
  */
 import { ensureBuilt } from "../../cuda/build.ts";
 
+/** The vsd_abi_version this binding is written for (cuda/decode/decode.c). */
+export const DECODE_ABI_VERSION = 2;
+
+const VERSION_SYMBOL = { vsd_abi_version: { parameters: [], result: "i32" } } as const;
+
 const SYMBOLS = {
-  vsd_abi_version: { parameters: [], result: "i32" },
+  ...VERSION_SYMBOL,
   vsd_create: { parameters: [], result: "pointer" },
   vsd_destroy: { parameters: ["pointer"], result: "void" },
+  vsd_stats: { parameters: ["pointer", "buffer"], result: "void" },
+  vsd_probe: {
+    parameters: [
+      "buffer", // path, NUL-terminated
+      "buffer", // out, 7 x i64
+      "buffer", // err
+      "i32", // err_len
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
   vsd_decode: {
     parameters: [
       "pointer", // worker
@@ -52,12 +69,56 @@ export interface DecodeCall {
   out: Uint8Array;
 }
 
+/** What vsd_probe reads: the first video stream's size, frame count and both frame rates. */
+export interface NativeProbe {
+  width: number;
+  height: number;
+  /** The container's frame count, or the stream's packets when it has none. */
+  frames: number;
+  /** avg_frame_rate and r_frame_rate as ffprobe prints them, "num/den". */
+  avgFrameRate: string;
+  rFrameRate: string;
+}
+
 /** The loaded decoder library with its pool of workers. */
 export class NativeDecoder {
   private readonly free: Deno.PointerObject[] = [];
   private readonly all: Deno.PointerObject[] = [];
 
-  constructor(private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>) {}
+  constructor(private readonly lib: Deno.DynamicLibrary<typeof SYMBOLS>, private readonly ownsLib = true) {}
+
+  /** A decoder on the same library with a pool of its own (fresh workers); close() keeps the library. */
+  fork(): NativeDecoder {
+    return new NativeDecoder(this.lib, false);
+  }
+
+  /** Decoders opened and reused by this pool's workers so far. */
+  stats(): { workers: number; opened: number; reused: number } {
+    const out = new BigInt64Array(2);
+    let opened = 0;
+    let reused = 0;
+    for (const w of this.all) {
+      this.lib.symbols.vsd_stats(w, out);
+      opened += Number(out[0]);
+      reused += Number(out[1]);
+    }
+    return { workers: this.all.length, opened, reused };
+  }
+
+  /** Probes `path` in process; `message` says why when `info` is undefined. */
+  async probe(path: string): Promise<{ info?: NativeProbe; message: string }> {
+    const err = new Uint8Array(512);
+    const name = new TextEncoder().encode(`${path}\0`);
+    const out = new BigInt64Array(7);
+    const status = await this.lib.symbols.vsd_probe(name, out, err, err.length);
+    keepAlive(name, out, err);
+    if (status !== 0) return { message: cString(err) };
+    const [width, height, frames, an, ad, rn, rd] = Array.from(out, Number);
+    return {
+      info: { width, height, frames, avgFrameRate: `${an}/${ad}`, rFrameRate: `${rn}/${rd}` },
+      message: "",
+    };
+  }
 
   /** Frames delivered (all asked for, or fewer), DECODE_ERROR or DECODE_REFUSED, and the message. */
   async decode(c: DecodeCall): Promise<{ status: number; message: string }> {
@@ -85,9 +146,8 @@ export class NativeDecoder {
         err,
         err.length,
       );
-      keepAlive(path, indices, c.out);
-      const end = err.indexOf(0);
-      return { status, message: new TextDecoder().decode(err.subarray(0, end < 0 ? err.length : end)) };
+      keepAlive(path, indices, c.out, err);
+      return { status, message: cString(err) };
     } finally {
       this.free.push(worker);
     }
@@ -104,8 +164,14 @@ export class NativeDecoder {
     for (const w of this.all) this.lib.symbols.vsd_destroy(w);
     this.all.length = 0;
     this.free.length = 0;
-    this.lib.close();
+    if (this.ownsLib) this.lib.close();
   }
+}
+
+/** The NUL-terminated text in `buf`. */
+function cString(buf: Uint8Array): string {
+  const end = buf.indexOf(0);
+  return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
 
 /** Keeps buffers reachable until this point (a nonblocking call's arguments). */
@@ -120,12 +186,18 @@ export function openDecoder(): Promise<{ decoder?: NativeDecoder; why: string }>
   opened ??= (async () => {
     try {
       const path = await ensureBuilt("decode", { quiet: true });
-      const lib = Deno.dlopen(path, SYMBOLS);
-      if (lib.symbols.vsd_abi_version() !== 1) {
-        lib.close();
-        return { why: `${path} has another ABI version; rebuild with deno task build --target decode` };
+      // The version first, so that a library of another version is named as such rather than as a
+      // missing symbol.
+      const versioned = Deno.dlopen(path, VERSION_SYMBOL);
+      const version = versioned.symbols.vsd_abi_version();
+      versioned.close();
+      if (version !== DECODE_ABI_VERSION) {
+        return {
+          why: `${path} has ABI version ${version}, not ${DECODE_ABI_VERSION}; ` +
+            `rebuild it with deno task build --target decode --force`,
+        };
       }
-      return { decoder: new NativeDecoder(lib), why: "" };
+      return { decoder: new NativeDecoder(Deno.dlopen(path, SYMBOLS)), why: "" };
     } catch (e) {
       return { why: (e as Error).message.split("\n")[0] };
     }

@@ -1,5 +1,6 @@
 /** A video file as a PNG strip of evenly spaced frames, to show clips inline in a notebook. */
-import { decodeFrames, probeVideo } from "../data/ffmpeg.ts";
+import { decodeFrames } from "../data/ffmpeg.ts";
+import { probeClip } from "../data/probe.ts";
 import { encodePng, gridImage } from "../data/png_grid.ts";
 
 /** Frame indices: `n` evenly spaced over `total` frames (all of them when there are fewer). */
@@ -13,7 +14,7 @@ export async function videoStripPng(
   path: string,
   opts: { frames?: number; shortSide?: number } = {},
 ): Promise<Uint8Array> {
-  const info = await probeVideo(path);
+  const info = await probeClip(path);
   const indices = spacedFrames(info.frames, opts.frames ?? 8);
   const f = await decodeFrames({ path, info, indices, shortSide: opts.shortSide ?? 64 });
   return encodePng(gridImage([{ t: f.n, h: f.h, w: f.w, data: f.data }]));
