@@ -31,7 +31,7 @@ import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const USAGE =
   "usage: deno task bench:synthetic [--output DIR] [--seeds N] [--budgets P,P,...] [--pool N] [--labelled N] " +
-  "[--held-out N] [--pretrain-steps N] [--finetune-epochs N] [--device D]";
+  "[--held-out N] [--pretrain-steps N] [--mask-ratio R] [--finetune-epochs N] [--device D]";
 const { values } = parseFlags("deno task bench:synthetic", USAGE, {
   options: {
     output: { type: "string", default: "runs/bench_synthetic" },
@@ -41,6 +41,7 @@ const { values } = parseFlags("deno task bench:synthetic", USAGE, {
     labelled: { type: "string", default: "1024" },
     "held-out": { type: "string", default: "256" },
     "pretrain-steps": { type: "string", default: "1600" },
+    "mask-ratio": { type: "string", default: "0.75" },
     "finetune-epochs": { type: "string", default: "6" },
     device: { type: "string", default: "auto" },
     help: { type: "boolean", short: "h", default: false },
@@ -56,6 +57,10 @@ const seeds = positiveInt("seeds", values.seeds);
 const poolVideos = positiveInt("pool", values.pool);
 const pretrainSteps = positiveInt("pretrain-steps", values["pretrain-steps"]);
 const finetuneEpochs = positiveInt("finetune-epochs", values["finetune-epochs"]);
+const maskRatio = Number(values["mask-ratio"]);
+if (!(maskRatio > 0 && maskRatio < 1)) {
+  throw new Error(`--mask-ratio must be in (0, 1), got ${values["mask-ratio"]}`);
+}
 const budgets = values.budgets.split(",").map((b) => {
   const v = Number(b);
   if (!(v > 0 && v <= 100)) throw new Error(`--budgets takes percentages in (0, 100], got ${b}`);
@@ -126,7 +131,7 @@ const preArgs = [
   ],
   ...["--data.repeats", "1", "--train.batch_size", "32", "--optim.lr", "1e-3"],
   ...["--train.steps", String(pretrainSteps), "--optim.warmup_steps", String(Math.ceil(pretrainSteps / 20))],
-  ...["--mask.ratio", "0.75", "--train.log_every", "50", "--train.save_every", "400"],
+  ...["--mask.ratio", String(maskRatio), "--train.log_every", "50", "--train.save_every", "400"],
 ];
 const preCfg = await loadConfig(`${ROOT}configs/default.yaml`, preArgs);
 console.log(`== pretraining: configs/default.yaml on the pool, ${pretrainSteps} steps -> ${preOut}`);
@@ -357,7 +362,7 @@ const text = [
   ...table,
   "",
   `- date ${new Date().toISOString().slice(0, 10)}, commit ${await commitId()}, ${machine}; \`${command}\``,
-  `- pretraining: ${poolVideos} unlabelled varied clips, ${pretrainSteps} steps of 32 clips, mask 0.75, loss ${
+  `- pretraining: ${poolVideos} unlabelled varied clips, ${pretrainSteps} steps of 32 clips, mask ${maskRatio}, loss ${
     preLoss.first?.toFixed(3) ?? "?"
   } -> ${preLoss.last?.toFixed(3) ?? "?"}${
     pretrainMinutes > 0.05 ? ` in ${pretrainMinutes.toFixed(1)} min` : " (reused)"
