@@ -15,7 +15,7 @@ import { modelConfig } from "../lib/model/config.ts";
 import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
 import { Rng } from "../lib/rng.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
-import { arena, randn } from "./helpers.ts";
+import { arena, randn, scratchDir, TINY_PRETRAIN_MODEL_FLAGS } from "./helpers.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const WORKER = `${ROOT}tests/fixtures/dist_worker.ts`;
@@ -110,8 +110,7 @@ Deno.test("a rank that dies ends the others with a message naming it", async () 
   assert.match(results[2].err, /rank 1\b.*(closed its connection|did it die)/);
 });
 
-const dataDir = await Deno.makeTempDir({ prefix: "vswift-dist-" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dataDir, { recursive: true }));
+const dataDir = await scratchDir("vswift-dist-");
 
 async function pretrainRun(out: string, gpus: number, batch: number): Promise<Map<string, Float32Array>> {
   const ds = await ensureSyntheticDataset({
@@ -126,16 +125,7 @@ async function pretrainRun(out: string, gpus: number, batch: number): Promise<Ma
     ...PERMS,
     `${ROOT}tasks/pretrain.ts`,
     ...["--gpus", String(gpus), "--output", out, "--device", "host", "--steps", "6"],
-    ...[
-      "--model.size",
-      "tiny",
-      "--model.decoder_depth",
-      "1",
-      "--model.input_size",
-      "32",
-      "--model.frames",
-      "4",
-    ],
+    ...TINY_PRETRAIN_MODEL_FLAGS,
     ...["--model.dtype", "f32", "--mask.ratio", "0.75", "--data.source", "list", "--data.list", ds.list],
     ...["--data.root", ds.dataRoot, "--data.short_side", "36", "--data.workers", "2", "--data.repeats", "1"],
     ...["--optim.lr", "1e-3", "--optim.warmup_steps", "2", "--train.batch_size", String(batch)],

@@ -18,7 +18,7 @@ import { randomErasingBox } from "../lib/data/random_erasing.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { Rng } from "../lib/rng.ts";
 import { readFloats } from "../lib/tensor.ts";
-import { arena } from "./helpers.ts";
+import { arena, scratchDir } from "./helpers.ts";
 
 const PIL = JSON.parse(
   Deno.readTextFileSync(new URL("./fixtures/randaug/pil_ops.json", import.meta.url)),
@@ -118,8 +118,7 @@ Deno.test("random erasing: probability, area and aspect of the box", () => {
   assert.equal(randomErasingBox(rng, 224, 224, { prob: 0 }), undefined);
 });
 
-const dataDir = await Deno.makeTempDir({ prefix: "vswift-augment-" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dataDir, { recursive: true }));
+const dataDir = await scratchDir("vswift-augment-");
 const ds = await ensureSyntheticDataset({
   dir: `${dataDir}/shapes`,
   videos: 4,

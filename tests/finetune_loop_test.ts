@@ -15,7 +15,7 @@ import {
 } from "../lib/train/finetune/config.ts";
 import { evaluateCheckpoint } from "../lib/train/finetune/eval.ts";
 import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
-import { finalWeights } from "./helpers.ts";
+import { finalWeights, scratchDir } from "./helpers.ts";
 
 Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that name the key", async () => {
   const d = defaultFinetuneConfig();
@@ -81,8 +81,7 @@ Deno.test("finetune config: V-SWIFT's defaults, YAML and overrides, errors that 
   );
 });
 
-const dataDir = await Deno.makeTempDir({ prefix: "vswift-finetune-" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dataDir, { recursive: true }));
+const dataDir = await scratchDir("vswift-finetune-");
 // Four motion classes (left, right, up, down), four videos each.
 const ds = await ensureSyntheticDataset({
   dir: `${dataDir}/shapes`,

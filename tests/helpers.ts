@@ -157,3 +157,16 @@ export async function finalWeights(output: string): Promise<Map<string, Float32A
   const file = await loadSafetensors(`${last.path}/model.safetensors`);
   return new Map([...file.tensors].map(([k, t]) => [k, toFloats(t)]));
 }
+
+/** A temporary folder for one test file, removed when the file's tests end. */
+export async function scratchDir(prefix: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return dir;
+}
+
+/** The smallest pretraining model the task scripts take: tiny, one decoder block, 4 frames of 32 x 32. */
+export const TINY_PRETRAIN_MODEL_FLAGS = [
+  ...["--model.size", "tiny", "--model.decoder_depth", "1"],
+  ...["--model.input_size", "32", "--model.frames", "4"],
+];

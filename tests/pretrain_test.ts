@@ -17,7 +17,7 @@ import { NonFiniteStepError } from "../lib/train/nonfinite.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
 import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
-import { finalWeights } from "./helpers.ts";
+import { finalWeights, scratchDir } from "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
   const dir = await Deno.makeTempDir();
@@ -97,8 +97,7 @@ Deno.test("TensorBoard: CRC32C, scalars and a PNG read back from the event file"
   await Deno.remove(dir, { recursive: true });
 });
 
-const dataDir = await Deno.makeTempDir({ prefix: "vswift-pretrain-" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dataDir, { recursive: true }));
+const dataDir = await scratchDir("vswift-pretrain-");
 const dataset = await ensureSyntheticDataset({
   dir: `${dataDir}/shapes`,
   videos: 8,

@@ -8,11 +8,10 @@
 import assert from "node:assert/strict";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
-import { finalWeights } from "./helpers.ts";
+import { finalWeights, scratchDir, TINY_PRETRAIN_MODEL_FLAGS } from "./helpers.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
-const dir = await Deno.makeTempDir({ prefix: "vswift-signals-" });
-globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const dir = await scratchDir("vswift-signals-");
 
 const dataset = await ensureSyntheticDataset({
   dir: `${dir}/shapes`,
@@ -25,16 +24,7 @@ const STEPS = 10;
 
 function args(output: string): string[] {
   return [
-    ...[
-      "--model.size",
-      "tiny",
-      "--model.decoder_depth",
-      "1",
-      "--model.input_size",
-      "32",
-      "--model.frames",
-      "4",
-    ],
+    ...TINY_PRETRAIN_MODEL_FLAGS,
     ...["--mask.ratio", "0.75", "--data.source", "list", "--data.list", dataset.list, "--data.root"],
     ...[dataset.dataRoot, "--data.short_side", "36", "--data.workers", "2", "--data.sampling_rate", "2"],
     ...["--data.repeats", "2", "--optim.lr", "2e-3", "--optim.warmup_steps", "2", "--train.batch_size", "4"],
