@@ -168,44 +168,24 @@ export function renderSyntheticVideo(
   return out;
 }
 
+/** ffmpeg's arguments up to the output: raw RGB frames on stdin, encoded by one-threaded libx264. */
+function x264Args(opts: { width: number; height: number; fps: number; crf?: number }): string[] {
+  return [
+    ...["-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"],
+    ...["-s", `${opts.width}x${opts.height}`, "-r", String(opts.fps), "-i", "pipe:0", "-c:v", "libx264"],
+    ...["-preset", "veryfast", "-crf", String(opts.crf ?? 20), "-pix_fmt", "yuv420p", "-threads", "1"],
+  ];
+}
+
 /** Encodes (frames, size, size, 3) RGB to an H.264 mp4 with ffmpeg. */
 export async function encodeMp4(
   path: string,
   rgb: Uint8Array,
   opts: { width: number; height: number; fps: number; crf?: number },
 ): Promise<void> {
-  const r = await runTool(ffmpegPath(), [
-    "-hide_banner",
-    "-nostdin",
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "rawvideo",
-    "-pix_fmt",
-    "rgb24",
-    "-s",
-    `${opts.width}x${opts.height}`,
-    "-r",
-    String(opts.fps),
-    "-i",
-    "pipe:0",
-    "-c:v",
-    "libx264",
-    "-preset",
-    "veryfast",
-    "-crf",
-    String(opts.crf ?? 20),
-    "-pix_fmt",
-    "yuv420p",
-    "-threads",
-    "1",
-    "-movflags",
-    "+faststart",
-    "-f",
-    "mp4",
-    path,
-  ], { stdin: rgb });
+  const r = await runTool(ffmpegPath(), [...x264Args(opts), "-movflags", "+faststart", "-f", "mp4", path], {
+    stdin: rgb,
+  });
   if (r.code !== 0) throw new Error(`ffmpeg could not encode ${path}: ${r.stderr.trim()}`);
 }
 
@@ -226,9 +206,7 @@ export async function encodeMp4Batch(
   try {
     const { frames, fps } = opts;
     const r = await runTool(ffmpegPath(), [
-      ...["-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"],
-      ...["-s", `${opts.width}x${opts.height}`, "-r", String(fps), "-i", "pipe:0", "-c:v", "libx264"],
-      ...["-preset", "veryfast", "-crf", String(opts.crf ?? 20), "-pix_fmt", "yuv420p", "-threads", "1"],
+      ...x264Args(opts),
       ...["-x264-params", `keyint=${frames}:min-keyint=${frames}:scenecut=0`, "-forced-idr", "1"],
       ...["-force_key_frames", `expr:eq(mod(n,${frames}),0)`, "-f", "segment"],
       // Cut at the first keyframe after (frames - 0.5) / fps seconds: exactly every `frames` frames.
