@@ -16,6 +16,7 @@
  * command; each finished stage is kept, so an interrupted benchmark resumes where it stopped.
  */
 import { ensureSyntheticDataset, type SyntheticStyle } from "../lib/data/synthetic.ts";
+import { readList } from "../lib/data/list_file.ts";
 import { loadConfig } from "../lib/train/pretrain/config.ts";
 import { type FinetuneConfig, loadFinetuneConfig } from "../lib/train/finetune/config.ts";
 import { extractFeatures, type VideoFeatures } from "../lib/train/finetune/features.ts";
@@ -100,18 +101,14 @@ const labelled = await dataset("labelled", "train", LABELLED, 0, "plain");
 const heldOut = await dataset("held out", "eval", HELD_OUT, 1000, "plain");
 const dataMinutes = minutes(t0);
 
-/** The `path label` lines of a dataset, with paths relative to `shapes`. */
-async function lines(list: string, sub: string): Promise<{ path: string; label: number }[]> {
-  return (await Deno.readTextFile(list)).trim().split("\n").map((l) => {
-    const [path, label] = l.trim().split(/\s+/);
-    return { path: `${sub}/${path}`, label: Number(label) };
-  });
-}
-const labelledRows = await lines(labelled.list, "train");
+// `path label` rows with paths relative to `shapes`, the root every list below is read from.
+const rowsOf = async (list: string, sub: string) =>
+  (await readList(list, sub)).map((e) => ({ path: e.path, label: e.label }));
+const labelledRows = await rowsOf(labelled.list, "train");
 const heldOutList = `${shapes}/held_out.txt`;
 await Deno.writeTextFile(
   heldOutList,
-  (await lines(heldOut.list, "eval")).map((r) => `${r.path} ${r.label}\n`).join(""),
+  (await rowsOf(heldOut.list, "eval")).map((r) => `${r.path} ${r.label}\n`).join(""),
 );
 
 // 2. Pretraining on the pool.
@@ -256,10 +253,12 @@ async function features(init: "pretrained" | "scratch", seed: number, cfg: Finet
   let f = featureCache.get(key);
   if (!f) {
     const ckpt = init === "pretrained" ? pretrained : undefined;
-    f = {
-      train: await extractFeatures(cfg, { list: allList, root: shapes }, ckpt),
-      held: await extractFeatures(cfg, { list: heldOutList, root: shapes }, ckpt),
-    };
+    const [train, held] = await extractFeatures(
+      cfg,
+      [{ list: allList, root: shapes }, { list: heldOutList, root: shapes }],
+      ckpt,
+    );
+    f = { train, held };
     featureCache.set(key, f);
     await keepProbes(`${out}/probe_features`);
   }
