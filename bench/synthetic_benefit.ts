@@ -228,25 +228,10 @@ async function record(c: Cell): Promise<void> {
   );
 }
 
-// Every run probes the same clips; its loader keeps what it learns in <run>/probe_cache.json. One shared
-// copy, seeded into each run's folder and merged back after it, saves probing them again per run.
-const sharedProbes = `${out}/probe_cache.json`;
-async function seedProbes(dir: string): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.copyFile(sharedProbes, `${dir}/probe_cache.json`).catch(() => {});
-}
-async function keepProbes(dir: string): Promise<void> {
-  const read = (p: string) => Deno.readTextFile(p).then(JSON.parse).catch(() => ({}));
-  const merged = { ...(await read(sharedProbes)), ...(await read(`${dir}/probe_cache.json`)) };
-  await Deno.writeTextFile(`${sharedProbes}.tmp`, JSON.stringify(merged));
-  await Deno.rename(`${sharedProbes}.tmp`, sharedProbes);
-}
-await keepProbes(preOut);
-
 // Features of the held-out clips and of all labelled clips, per encoder; a budget's probe takes its rows.
 const allList = `${shapes}/labelled_all.txt`;
 await Deno.writeTextFile(allList, labelledRows.map((r) => `${r.path} ${r.label}\n`).join(""));
-await seedProbes(`${out}/probe_features`);
+await Deno.mkdir(`${out}/probe_features`, { recursive: true });
 const featureCache = new Map<string, { train: VideoFeatures; held: VideoFeatures }>();
 async function features(init: "pretrained" | "scratch", seed: number, cfg: FinetuneConfig) {
   const key = init === "pretrained" ? "pretrained" : `scratch-${seed}`;
@@ -260,7 +245,6 @@ async function features(init: "pretrained" | "scratch", seed: number, cfg: Finet
     );
     f = { train, held };
     featureCache.set(key, f);
-    await keepProbes(`${out}/probe_features`);
   }
   return f;
 }
@@ -301,7 +285,6 @@ for (let seed = 0; seed < seeds; seed++) {
         t0 = performance.now();
         const runOut = `${out}/finetune/budget${budget}_seed${seed}_${init}`;
         await Deno.remove(runOut, { recursive: true }).catch(() => {});
-        await seedProbes(runOut);
         const cfg = await loadFinetuneConfig(
           `${ROOT}configs/finetune_default.yaml`,
           finetuneArgs(list, runOut, seed, init === "pretrained" ? pretrained : ""),
@@ -310,7 +293,6 @@ for (let seed = 0; seed < seeds; seed++) {
         const run = finetune(cfg, { print: false });
         let r = await run.next();
         while (!r.done) r = await run.next();
-        await keepProbes(runOut);
         const last = r.value.val.at(-1);
         if (!last) throw new Error(`${runOut}: the run ended without a validation`);
         await record({
