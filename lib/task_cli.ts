@@ -134,8 +134,8 @@ export const SIGNAL_ECHO_MS = 2000;
  * same request; a later Ctrl-C (SIGINT) quits at once with status 130, without saving.
  *
  * `end` marks the run as over without removing the listeners: with none left, the runtime's default
- * action would end the process with status 130, and a forwarded copy of the stopping signal can arrive
- * after the checkpoint is saved (deno task forwards its copy late on a loaded machine). After `end`,
+ * action would end the process with status 130 when a signal (a copy of the stopping one, or an impatient
+ * second Ctrl-C) lands after the checkpoint is saved. After `end`,
  * copies within SIGNAL_ECHO_MS are ignored and a later signal exits at once with status 0: the run has
  * nothing left to save.
  */

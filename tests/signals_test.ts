@@ -92,10 +92,15 @@ async function resumesToReference(output: string, text: string): Promise<void> {
 
 Deno.test("Ctrl-C in a terminal: the step finishes, a checkpoint is saved, exit 0, resume is exact", async () => {
   const out = `${dir}/pty`;
-  const command = [deno, "task", "-q", "pretrain", ...args(out)].map(quote).join(" ");
+  // script runs the command through `$SHELL -c`. A non-interactive dash that stays as the parent also
+  // catches the ^C and, once deno task has exited 0, kills itself with SIGINT (status 130); a user's
+  // interactive shell does not, so `exec` keeps the shell out of what is tested, and SHELL is pinned
+  // so that every machine runs the same path (CI's script ran /bin/sh, a bash login here did not).
+  const command = `exec ${[deno, "task", "-q", "pretrain", ...args(out)].map(quote).join(" ")}`;
   // script gives the command a real terminal; a ^C written to it is the keypress.
   const child = new Deno.Command("script", {
     args: ["-qfec", command, "/dev/null"],
+    env: { SHELL: "/bin/sh" },
     cwd: ROOT,
     stdin: "piped",
     stdout: "piped",
