@@ -1,9 +1,11 @@
 /**
  * The fine-tuning loop end to end on generated clips: a tiny model learns the motion classes of its
  * training clips well above chance, the multi-view test writes per-video results, `deno task eval`'s
- * path reproduces the test from the saved checkpoint, and an interrupted run resumes to the same weights.
+ * path reproduces the test from the saved checkpoint, the linear probe's features are what the head reads,
+ * and an interrupted run resumes to the same weights.
  */
 import assert from "node:assert/strict";
+import { readList } from "../lib/data/list_file.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { listCheckpoints } from "../lib/train/checkpoint.ts";
 import {
@@ -14,6 +16,7 @@ import {
   validateFinetuneConfig,
 } from "../lib/train/finetune/config.ts";
 import { evaluateCheckpoint } from "../lib/train/finetune/eval.ts";
+import { extractFeatures } from "../lib/train/finetune/features.ts";
 import { finetune, type FinetuneStepMetrics, type FinetuneSummary } from "../lib/train/finetune/loop.ts";
 import { finalWeights, scratchDir } from "./helpers.ts";
 
@@ -148,10 +151,15 @@ async function run(cfg: FinetuneConfig, signal?: AbortSignal, stopAfter?: () => 
   }
 }
 
-Deno.test("a tiny fine-tune learns the motion classes of its clips well above chance; eval --ckpt agrees", async () => {
+/** The tiny fine-tune of the first test, run once (validated at each epoch end). */
+let tiny: Promise<{ out: string; steps: FinetuneStepMetrics[]; summary: FinetuneSummary }> | undefined;
+function tinyRun() {
   const out = `${dataDir}/run`;
-  const cfg = tinyConfig(out, ["--train.validate", "false"]);
-  const { steps, summary } = await run(cfg);
+  return tiny ??= run(tinyConfig(out)).then((r) => ({ out, ...r }));
+}
+
+Deno.test("a tiny fine-tune learns the motion classes of its clips well above chance; eval --ckpt agrees", async () => {
+  const { out, steps, summary } = await tinyRun();
   assert.equal(steps.length, 48); // 16 videos / (8 clips / 2 per video) = 4 steps per epoch, 12 epochs
   const mean = (a: FinetuneStepMetrics[]) => a.reduce((s, m) => s + m.loss, 0) / a.length;
   assert.ok(
@@ -173,6 +181,49 @@ Deno.test("a tiny fine-tune learns the motion classes of its clips well above ch
   assert.deepEqual(again.report.missing, []);
   assert.equal(again.summary.top1, test.top1);
   assert.equal(again.summary.top5, test.top5);
+});
+
+Deno.test("extractFeatures gives what the head reads, one row per video in list order, from a checkpoint or the init", async () => {
+  const { out, summary } = await tinyRun();
+  const ckpt = listCheckpoints(`${out}/checkpoints`).pop()!.path;
+  const split = { list: ds.list, root: ds.dataRoot };
+  // An output folder that does not exist yet is made (the loaders keep their probe cache there).
+  const fresh = `${dataDir}/features/not-made-yet`;
+  const [f] = await extractFeatures(tinyConfig(fresh), [split], ckpt);
+  assert.ok((await Deno.stat(`${fresh}/probe_cache.json`)).isFile);
+  const entries = await readList(ds.list, ds.dataRoot);
+  assert.equal(f.videos, entries.length);
+  assert.equal(f.features.length, f.videos * f.dim);
+  assert.deepEqual([...f.labels], entries.map((e) => e.label));
+
+  // The checkpoint's head on these rows gives the run's last validation (the same centre views).
+  const w = await finalWeights(out);
+  const [weight, bias] = [w.get("head.weight")!, w.get("head.bias")!];
+  const k = bias.length;
+  assert.equal(weight.length, k * f.dim);
+  let [right, loss] = [0, 0];
+  for (let v = 0; v < f.videos; v++) {
+    const logits = Array.from({ length: k }, (_, c) => {
+      let s = bias[c];
+      for (let j = 0; j < f.dim; j++) s += weight[c * f.dim + j] * f.features[v * f.dim + j];
+      return s;
+    });
+    const top = Math.max(...logits);
+    if (logits.indexOf(top) === f.labels[v]) right++;
+    loss += Math.log(logits.reduce((a, l) => a + Math.exp(l - top), 0)) - (logits[f.labels[v]] - top);
+  }
+  const val = summary.val.at(-1)!;
+  assert.equal((100 * right) / f.videos, val.top1);
+  assert.ok(
+    Math.abs(loss / f.videos - val.loss) < 1e-4 * Math.max(1, val.loss),
+    `${loss / f.videos} vs ${val.loss}`,
+  );
+
+  // Without a checkpoint: the initialisation of train.seed, the same twice, not the trained encoder's.
+  const [a] = await extractFeatures(tinyConfig(`${dataDir}/features/init`), [split]);
+  const [b] = await extractFeatures(tinyConfig(`${dataDir}/features/init`), [split]);
+  assert.deepEqual(a.features, b.features);
+  assert.notDeepEqual(a.features, f.features);
 });
 
 Deno.test("an interrupted fine-tune resumes to the same weights; validation runs at each epoch end", async () => {

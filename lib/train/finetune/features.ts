@@ -32,6 +32,8 @@ export async function extractFeatures(
 ): Promise<VideoFeatures[]> {
   const proc = await openTrainingProcess(cfg.train.device, cfg.model.dtype);
   if (proc.env.worldSize > 1) throw new Error("Feature extraction runs in one process, not across ranks");
+  // The loaders keep their probe cache in train.output.
+  await Deno.mkdir(cfg.train.output, { recursive: true });
   const model = buildClassifier(cfg, proc.dtype);
   const arena = new Arena();
   try {
