@@ -3,7 +3,7 @@
  * where it should: many unlabelled clips, few labels.
  *
  * 1. Data: an unlabelled pool of varied moving-shape clips (5 shape kinds, textures, 3 backgrounds, a
- *    wider range of speeds and sizes), and the labelled motion clips of the default fine-tuning (8
+ *    wider range of speeds and sizes; --pool-style plain draws it like the labelled clips), and the labelled motion clips of the default fine-tuning (8
  *    classes) with a held-out split from another seed.
  * 2. Pretraining on the pool alone (its labels are never read), once.
  * 3. For each seed and label budget (a class-balanced share of the labelled clips, drawn by the seed):
@@ -32,13 +32,17 @@ import { type DeviceChoice, openNative } from "../lib/ffi/native.ts";
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const USAGE =
   "usage: deno task bench:synthetic [--output DIR] [--seeds N] [--budgets P,P,...] [--pool N] [--labelled N] " +
-  "[--held-out N] [--pretrain-steps N] [--mask-ratio R] [--finetune-epochs N] [--device D]";
+  "[--held-out N] [--pool-style varied|plain] [--pretrain-steps N] [--mask-ratio R] [--finetune-epochs N] " +
+  "[--device D]";
 const { values } = parseFlags("deno task bench:synthetic", USAGE, {
   options: {
-    output: { type: "string", default: "runs/bench_synthetic" },
+    // Default: runs/bench_synthetic, or runs/bench_synthetic_plain with --pool-style plain (a run keeps its
+    // pretraining, so the two pools must not share a folder).
+    output: { type: "string", default: "" },
     seeds: { type: "string", default: "3" },
     budgets: { type: "string", default: "1,10,100" },
     pool: { type: "string", default: "4096" },
+    "pool-style": { type: "string", default: "varied" },
     labelled: { type: "string", default: "1024" },
     "held-out": { type: "string", default: "256" },
     "pretrain-steps": { type: "string", default: "1600" },
@@ -49,25 +53,35 @@ const { values } = parseFlags("deno task bench:synthetic", USAGE, {
   },
 });
 
+/** A bad flag value: one line on stderr and exit status 2, as the tasks do. */
+function badFlag(message: string): never {
+  console.error(`bench:synthetic: ${message} (see --help)`);
+  Deno.exit(2);
+}
 function positiveInt(name: string, text: string): number {
   const v = Number(text);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a whole number >= 1, got ${text}`);
+  if (!Number.isInteger(v) || v < 1) badFlag(`--${name} must be a whole number >= 1, got ${text}`);
   return v;
 }
 const seeds = positiveInt("seeds", values.seeds);
 const poolVideos = positiveInt("pool", values.pool);
 const pretrainSteps = positiveInt("pretrain-steps", values["pretrain-steps"]);
 const finetuneEpochs = positiveInt("finetune-epochs", values["finetune-epochs"]);
+const poolStyle = values["pool-style"];
+if (poolStyle !== "varied" && poolStyle !== "plain") {
+  badFlag(`--pool-style must be varied or plain, got ${poolStyle}`);
+}
 const maskRatio = Number(values["mask-ratio"]);
 if (!(maskRatio > 0 && maskRatio < 1)) {
-  throw new Error(`--mask-ratio must be in (0, 1), got ${values["mask-ratio"]}`);
+  badFlag(`--mask-ratio must be in (0, 1), got ${values["mask-ratio"]}`);
 }
 const budgets = values.budgets.split(",").map((b) => {
   const v = Number(b);
-  if (!(v > 0 && v <= 100)) throw new Error(`--budgets takes percentages in (0, 100], got ${b}`);
+  if (!(v > 0 && v <= 100)) badFlag(`--budgets takes percentages in (0, 100], got ${b}`);
   return v;
 });
-const out = values.output.replace(/\/+$/, "");
+const out = (values.output || (poolStyle === "plain" ? "runs/bench_synthetic_plain" : "runs/bench_synthetic"))
+  .replace(/\/+$/, "");
 const started = performance.now();
 const minutes = (t0: number) => (performance.now() - t0) / 60000;
 
@@ -80,7 +94,9 @@ const CLIP = { size: 40, frames: 32, encoding: "batch" } as const;
 const shapes = `${out}/shapes`;
 
 // 1. Data.
-console.log(`== data: ${poolVideos} unlabelled varied clips, ${LABELLED} labelled, ${HELD_OUT} held out`);
+console.log(
+  `== data: ${poolVideos} unlabelled ${poolStyle} clips, ${LABELLED} labelled, ${HELD_OUT} held out`,
+);
 let t0 = performance.now();
 /** One generated dataset under `shapes`, made once (an existing one with the same options is kept). */
 const dataset = (what: string, sub: string, videos: number, seed: number, style: SyntheticStyle) =>
@@ -96,7 +112,13 @@ const dataset = (what: string, sub: string, videos: number, seed: number, style:
     },
   });
 // The held-out clips come from another seed than the labelled ones: other shapes, colours and speeds.
-const pool = await dataset("pool", "pool", poolVideos, 777, "varied");
+const pool = await dataset(
+  "pool",
+  poolStyle === "varied" ? "pool" : "pool_plain",
+  poolVideos,
+  777,
+  poolStyle,
+);
 const labelled = await dataset("labelled", "train", LABELLED, 0, "plain");
 const heldOut = await dataset("held out", "eval", HELD_OUT, 1000, "plain");
 const dataMinutes = minutes(t0);
@@ -135,9 +157,12 @@ console.log(`== pretraining: configs/default.yaml on the pool, ${pretrainSteps} 
 t0 = performance.now();
 let preLoss: { first?: number; last?: number } = {};
 const pre = pretrain(preCfg, { print: true });
+// Steps run by this invocation: none when an earlier one finished the pretraining.
+let preStepsRun = 0;
 for (;;) {
   const r = await pre.next();
   if (r.done) break;
+  preStepsRun++;
   const loss = (r.value as { loss?: number }).loss;
   if (Number.isFinite(loss)) {
     preLoss.first ??= loss;
@@ -313,7 +338,9 @@ for (let seed = 0; seed < seeds; seed++) {
 function stats(xs: number[]): string {
   if (xs.length === 0) return "-";
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  // One seed has no spread to show.
+  if (xs.length === 1) return mean.toFixed(1);
+  const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
   return `${mean.toFixed(1)} ± ${sd.toFixed(1)}`;
 }
 const pick = (budget: number, method: Cell["method"], init: Cell["init"]) =>
@@ -337,16 +364,17 @@ const table = [
 ];
 const command = `deno task bench:synthetic ${Deno.args.join(" ")}`.trim();
 const text = [
-  `Held-out top-1 (%) on ${HELD_OUT} clips of ${CLASSES} motion classes (chance 12.5%), mean ± standard ` +
-  `deviation over ${seeds} seeds (the seed draws the labelled subset, the initialisation and the data order).`,
+  `Held-out top-1 (%) on ${HELD_OUT} clips of ${CLASSES} motion classes (chance 12.5%), ${
+    seeds === 1 ? "one seed" : `mean ± standard deviation over ${seeds} seeds`
+  } (the seed draws the labelled subset, the initialisation and the data order).`,
   "",
   ...table,
   "",
   `- date ${new Date().toISOString().slice(0, 10)}, commit ${await commitId()}, ${machine}; \`${command}\``,
-  `- pretraining: ${poolVideos} unlabelled varied clips, ${pretrainSteps} steps of 32 clips, mask ${maskRatio}, loss ${
+  `- pretraining: ${poolVideos} unlabelled ${poolStyle} clips, ${pretrainSteps} steps of 32 clips, mask ${maskRatio}, loss ${
     preLoss.first?.toFixed(3) ?? "?"
   } -> ${preLoss.last?.toFixed(3) ?? "?"}${
-    pretrainMinutes > 0.05 ? ` in ${pretrainMinutes.toFixed(1)} min` : " (reused)"
+    preStepsRun > 0 ? ` in ${pretrainMinutes.toFixed(1)} min` : " (reused)"
   }`,
   `- fine-tuning: configs/finetune_default.yaml at 32 px, ${finetuneEpochs} epochs of about ${LABELLED} clips ` +
   `whatever the budget (a small subset is repeated), scored at the last epoch; ${
