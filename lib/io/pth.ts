@@ -13,21 +13,8 @@
  */
 import { numelOf } from "../tensor.ts";
 import { describe, globalOf, type PyGlobal, unpickle } from "./pickle.ts";
-import type { SafeDType, SafeTensor } from "./safetensors.ts";
+import { ELEM_BYTES, type SafeDType, type SafeTensor } from "./safetensors.ts";
 import { fileSource, looksLikeZip, memorySource, ZipReader } from "./zip.ts";
-
-const ELEM_BYTES: Record<SafeDType, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-};
 
 /** torch.*Storage class names to element types. */
 const STORAGE_DTYPES: Record<string, SafeDType> = {

@@ -9,7 +9,8 @@ import { numelOf } from "../tensor.ts";
 
 export type SafeDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
-const ELEM_BYTES: Record<SafeDType, number> = {
+/** Bytes per element of each dtype (also the storage sizes of .pth files, lib/io/pth.ts). */
+export const ELEM_BYTES: Record<SafeDType, number> = {
   F64: 8,
   F32: 4,
   F16: 2,
