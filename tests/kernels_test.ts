@@ -153,11 +153,7 @@ Deno.test("a failing kernel throws a KernelError naming the kernel, the status a
 
 Deno.test("GEMM GELU epilogues follow vswift.h: gelu of aux as stored, DGELU on the rounded product", () => {
   const [m, n, k] = [12, 24, 40];
-  const bf = (shape: number[], scale = 1) => {
-    const t = allocPersistent(shape, "bf16");
-    writeTensor(t, Float32Array.from({ length: t.numel }, () => rng.normal() * scale));
-    return t;
-  };
+  const bf = (shape: number[], scale = 1) => randn(rng, shape, scale, "bf16");
   const call = native().call.bind(native());
   const [a, b, bias] = [bf([m, k]), bf([n, k], 0.3), bf([n])];
   const [c, aux, again, plain] = [bf([m, n]), bf([m, n]), bf([m, n]), bf([m, n])];

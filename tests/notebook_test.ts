@@ -22,7 +22,16 @@ import {
   readTestResults,
   videoStripPng,
 } from "../mod.ts";
-import "./helpers.ts";
+import { scratchDir, TINY_PRETRAIN_MODEL_FLAGS } from "./helpers.ts";
+
+const scratch = await scratchDir("vswift-notebook-");
+
+/** A fresh folder of this file's scratch folder. */
+async function folder(name: string): Promise<string> {
+  const dir = `${scratch}/${name}`;
+  await Deno.mkdir(dir);
+  return dir;
+}
 
 /** The (x, y) points of every path of an SVG, one array per path segment started by M. */
 function pathRuns(svg: string): [number, number][][] {
@@ -71,7 +80,7 @@ Deno.test("confusion matrix: counts by (true, predicted), accuracy in the pictur
 });
 
 Deno.test("test results: what the multi-view test writes reads back, quotes and all", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await folder("results");
   const result = (
     video: number,
     label: number,
@@ -124,11 +133,10 @@ Deno.test("test results: what the multi-view test writes reads back, quotes and 
   assert.deepEqual(splitCsvLine('1,"a ""b""",c'), ["1", 'a "b"', "c"]);
   assert.throws(() => parseTestResults("video,path\n"), /does not start with the header/);
   await assert.rejects(readTestResults(`${dir}/missing.csv`), /Cannot read the test results .*missing.csv/);
-  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("a video as a PNG strip: evenly spaced frames, the pixels ffmpeg decodes", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await folder("strip");
   const ds = await ensureSyntheticDataset({ dir, videos: 1, classes: 1, size: 32, frames: 16 });
   const path = `${ds.dataRoot}/videos/00000.mp4`;
   const png = decode(await videoStripPng(path, { frames: 4, shortSide: 32 }));
@@ -149,7 +157,6 @@ Deno.test("a video as a PNG strip: evenly spaced frames, the pixels ffmpeg decod
     }
   }
   assert.equal(diff, 0);
-  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("executed-notebook check: errors, cells that did not run, missing images, memory not given back", () => {
@@ -195,7 +202,7 @@ Deno.test("executed-notebook check: errors, cells that did not run, missing imag
 function tinyRun(output: string, steps: number) {
   const cfg = defaultConfig();
   applyOverrides(cfg, [
-    ...["--model.size=tiny", "--model.decoder_depth=1", "--model.input_size=32", "--model.frames=4"],
+    ...TINY_PRETRAIN_MODEL_FLAGS,
     ...["--data.source", "memory", "--train.batch_size", "2", "--train.steps", String(steps)],
     ...["--train.output", output, "--train.log_every", "1", "--train.vis_every", "0"],
     ...["--train.device", "host", "--model.dtype", "f32", "--train.tensorboard", "false"],
@@ -215,7 +222,7 @@ Deno.test("a training run broken off after two steps gives back every byte and a
   arena.dispose();
   assert.deepEqual(memoryInUse(), held);
 
-  const out = await Deno.makeTempDir();
+  const out = await folder("broken-off");
   const before = memoryInUse();
   let steps = 0;
   let peak = 0;
@@ -225,11 +232,10 @@ Deno.test("a training run broken off after two steps gives back every byte and a
   }
   assert.ok(peak > before.total, "the run held memory while it ran");
   assert.deepEqual(memoryInUse(), before);
-  await Deno.remove(out, { recursive: true });
 });
 
 Deno.test("SIGINT (a Jupyter interrupt) stops a stopOnInterrupt run after its step, with a checkpoint", async () => {
-  const out = await Deno.makeTempDir();
+  const out = await folder("sigint");
   const script = `${out}/run.ts`;
   const mod = new URL("../mod.ts", import.meta.url).href;
   const cfg = JSON.stringify(tinyRun(`${out}/run`, 200));
@@ -276,5 +282,4 @@ console.log("listeners gone");
   assert.match(end.lastCheckpoint, new RegExp(`step-0*${last}$`));
   assert.equal(end.memory, 0);
   assert.ok(lines.includes("listeners gone"));
-  await Deno.remove(out, { recursive: true });
 });

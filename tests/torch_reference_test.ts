@@ -92,14 +92,8 @@ for (const pool of ["mean", "max"] as const) {
     const logits = readFloats(model.forward(g, x).logits);
     g.reset();
     model.free();
-    const want = pool === "mean" ? f.tensor("logits") : logitsOf("classifier_tiny_max.pth");
+    const want = pool === "mean" ? f.tensor("logits") : fixture("classifier_tiny_max.pth").tensor("logits");
     const err = maxRelDiff(logits, floats(want));
     assert.ok(err < 1e-5, `logits differ from PyTorch's by ${err}`);
   });
-}
-
-function logitsOf(name: string): PthTensor {
-  const t = (openPth(`${DIR}${name}`).root as Map<string, unknown>).get("logits");
-  assert.ok(t instanceof PthTensor, `${name} has no tensor "logits"`);
-  return t;
 }
