@@ -1,5 +1,6 @@
 /**
- * The stream every launch of a training step is queued on, recorded through the binding: all of them go
+ * The stream every launch of a training step (pretraining, and the classifier with either pooling) is
+ * queued on, recorded through the binding: all of them go
  * to the library's compute stream, none to the legacy default stream (which would serialise the
  * backward with the gradient all-reduce on a GPU), and the all-reduce's stream is ordered with the
  * compute stream by event record/wait pairs only.
@@ -8,12 +9,14 @@ import assert from "node:assert/strict";
 import { Graph } from "../lib/autograd.ts";
 import { GradSync } from "../lib/distributed/grad_sync.ts";
 import type { ProcessGroup } from "../lib/distributed/group.ts";
-import { recordLaunches } from "../lib/ffi/launch_log.ts";
+import { recordLaunches, STREAM_LAST } from "../lib/ffi/launch_log.ts";
 import { native } from "../lib/ffi/native.ts";
 import type { Pointer } from "../lib/ffi/pointers.ts";
 import { Arena } from "../lib/memory.ts";
+import { POOL_KINDS, VideoClassifier } from "../lib/model/classifier.ts";
 import { modelConfig } from "../lib/model/config.ts";
 import { VideoMAEPretrain } from "../lib/model/pretrain.ts";
+import { softmaxCrossEntropy } from "../lib/ops/loss.ts";
 import { Rng } from "../lib/rng.ts";
 import { writeTensor } from "../lib/tensor.ts";
 import { AdamW } from "../lib/train/adamw.ts";
@@ -36,6 +39,17 @@ function fakeNccl(streams: Pointer[]): ProcessGroup {
     close: () => Promise.resolve(),
   };
 }
+
+Deno.test("the recorder knows every entry point of vswift.h that takes its stream last", () => {
+  const header = Deno.readTextFileSync(new URL("../cuda/vswift.h", import.meta.url));
+  const declarations = [...header.matchAll(/^[a-z][\w ]*?\**\b(vs_\w+)\(([^;]*)\);/gm)];
+  assert.ok(declarations.length > 50, `only ${declarations.length} entry points found in vswift.h`);
+  const streamLast = declarations.filter(([, , params]) => {
+    const p = params.split(",");
+    return p.length > 1 && /^\s*vs_stream\b/.test(p[p.length - 1]);
+  }).map(([, name]) => name);
+  assert.deepEqual([...STREAM_LAST].sort(), streamLast.sort());
+});
 
 Deno.test("a pretraining step launches nothing on the legacy default stream", async () => {
   const n = native();
@@ -61,6 +75,35 @@ Deno.test("a pretraining step launches nothing on the legacy default stream", as
   assert.deepEqual(stray.map((l) => `${l.kernel} on the ${l.stream} stream`), []);
   arena.dispose();
   model.free();
+});
+
+Deno.test("a classifier step launches nothing on the legacy default stream, with either pooling", async () => {
+  const n = native();
+  const cfg = modelConfig("tiny");
+  const arena = new Arena();
+  const rng = new Rng(3);
+  const video = arena.alloc([2, 3, cfg.frames, cfg.imgSize, cfg.imgSize], "f32");
+  writeTensor(video, Float32Array.from({ length: video.numel }, () => rng.normal()));
+  const targets = arena.alloc([2, 4], "f32");
+  writeTensor(targets, [1, 0, 0, 0, 0, 0, 1, 0]);
+  for (const pool of POOL_KINDS) {
+    const model = new VideoClassifier(cfg, { numClasses: 4, dropPath: 0, pool }).allocate("f32").initialize(
+      0,
+    );
+    const launches = await recordLaunches(n, () => {
+      const g = new Graph(arena);
+      g.backward(softmaxCrossEntropy(g, model.forward(g, video).logits, targets));
+      g.reset();
+    });
+    const queued = launches.filter((l) => l.stream !== undefined);
+    if (pool === "max") {
+      assert.ok(queued.some((l) => l.kernel === "vs_max_tokens_bwd"), "no max-pooling launch");
+    }
+    const stray = queued.filter((l) => l.stream !== "compute");
+    assert.deepEqual(stray.map((l) => `${pool} pooling: ${l.kernel} on the ${l.stream} stream`), []);
+    model.free();
+  }
+  arena.dispose();
 });
 
 Deno.test("bucketed gradient sync: compute and comm streams meet only through events", async () => {

@@ -6,8 +6,11 @@
  */
 import type { Native } from "./native.ts";
 
-/** Entry points whose last argument is the stream they queue work on (cuda/vswift.h). */
-const STREAM_LAST = new Set([
+/**
+ * Entry points whose last argument is the stream they queue work on (cuda/vswift.h; tests/streams_test.ts
+ * checks this list against the header).
+ */
+export const STREAM_LAST: ReadonlySet<string> = new Set([
   "vs_memcpy",
   "vs_memset",
   "vs_event_record",
@@ -30,6 +33,8 @@ const STREAM_LAST = new Set([
   "vs_sinusoid_table",
   "vs_mean_tokens_fwd",
   "vs_mean_tokens_bwd",
+  "vs_max_tokens_fwd",
+  "vs_max_tokens_bwd",
   "vs_patchify",
   "vs_patch_target",
   "vs_mse_fwd",

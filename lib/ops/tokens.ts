@@ -150,7 +150,7 @@ export function maxTokens(g: Graph, x: Tensor, dims: { b: number; n: number; c: 
   expect(x.numel === b * n * c, () => `maxTokens: ${x} is not (B ${b}, n ${n}, C ${c})`);
   const out = g.alloc([b, c], x.dtype);
   const argmax = g.alloc([b, c], "i32");
-  k().call("vs_max_tokens_fwd", out.code, b, n, c, x.ptr, out.ptr, argmax.ptr, null);
+  k().call("vs_max_tokens_fwd", out.code, b, n, c, x.ptr, out.ptr, argmax.ptr, k().stream);
   g.record([x], [out], () => {
     const gy = g.grad(out);
     if (!gy) return;
@@ -165,7 +165,7 @@ export function maxTokens(g: Graph, x: Tensor, dims: { b: number; n: number; c: 
       argmax.ptr,
       slot.buf.ptr,
       slot.accumulate ? 1 : 0,
-      null,
+      k().stream,
     );
   });
   return out;
