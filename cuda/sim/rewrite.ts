@@ -69,14 +69,15 @@ function splitDeclarators(s: string): string[] {
   return parts;
 }
 
-let tagCounter = 0;
-
 /**
  * `__shared__ T a[N], b[M];` becomes one reference per declarator into the block's static shared memory
  * (a tag per declaration keeps one variable per block); `extern __shared__ T x[];` becomes a pointer to
- * the dynamic window.
+ * the dynamic window. Tags are named by file and position in it, so that a file rewrites to the same text
+ * in every build (the object cache is keyed by that text).
  */
 export function rewriteShared(src: string, file: string): string {
+  const prefix = `vsim_shared_${file.slice(file.lastIndexOf("/") + 1).replace(/\W/g, "_")}_`;
+  let tags = 0;
   return src.replace(
     /(extern\s+)?__shared__\s+(?:__align__\(\d+\)\s+)?([^;]*?);/g,
     (_all, ext: string | undefined, decl: string) => {
@@ -90,7 +91,7 @@ export function rewriteShared(src: string, file: string): string {
         if (ext) {
           return `${type}* const ${name} = static_cast<${type}*>(::vsim::dynamic_smem());`;
         }
-        const tag = `vsim_shared_tag_${tagCounter++}`;
+        const tag = `${prefix}${tags++}`;
         return `static const char ${tag} = 0; ${type} (&${name})${dims} = ::vsim::shared_var<${type}${dims}>(&${tag});`;
       }).join(" ");
     },
