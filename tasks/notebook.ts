@@ -116,13 +116,16 @@ try {
   }).spawn();
   // Past the limit: SIGINT first, so that nbclient shuts its kernel down, then SIGKILL.
   let timedOut = false;
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
   const timer = setTimeout(() => {
     timedOut = true;
     child.kill("SIGINT");
-    setTimeout(() => child.kill("SIGKILL"), 15_000);
+    killTimer = setTimeout(() => child.kill("SIGKILL"), 15_000);
   }, limit * 1000);
   const status = await child.status;
   clearTimeout(timer);
+  // nbconvert that ends on the SIGINT leaves no process to kill.
+  clearTimeout(killTimer);
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   if (timedOut) throw new Error(`the notebook did not finish within ${limit} s`);
 
