@@ -2,6 +2,7 @@
  * Reads back the per-video file of a multi-view test (`test/test_per_video.csv` under a fine-tuning run,
  * written by lib/train/finetune/tta.ts): one row per video with its label, prediction and top-5.
  */
+import { TEST_CSV_HEADER } from "../train/finetune/tta.ts";
 
 export interface TestRow {
   video: number;
@@ -37,13 +38,13 @@ export function splitCsvLine(line: string): string[] {
   return out;
 }
 
-const HEADER = "video,path,label,prediction,correct1,correct5,views,top5,top5_probs";
-
 /** Parses a test_per_video.csv text; `source` names it in errors. */
 export function parseTestResults(text: string, source = "test_per_video.csv"): TestRow[] {
   const lines = text.split("\n").filter((l) => l.length > 0);
-  if (lines[0] !== HEADER) {
-    throw new Error(`${source} does not start with the header "${HEADER}" (got "${lines[0] ?? ""}")`);
+  if (lines[0] !== TEST_CSV_HEADER) {
+    throw new Error(
+      `${source} does not start with the header "${TEST_CSV_HEADER}" (got "${lines[0] ?? ""}")`,
+    );
   }
   return lines.slice(1).map((line, i) => {
     const f = splitCsvLine(line);

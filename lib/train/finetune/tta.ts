@@ -160,6 +160,9 @@ export async function readViews(paths: string[]): Promise<ViewOutput[]> {
   return out;
 }
 
+/** The first line of the per-video test results (lib/notebook/test_results.ts reads it back). */
+export const TEST_CSV_HEADER = "video,path,label,prediction,correct1,correct5,views,top5,top5_probs";
+
 /**
  * Writes the per-video results as CSV (video index, path, label, prediction, correct@1, correct@5, views,
  * the top-5 classes and their probabilities) and the summary as JSON.
@@ -172,7 +175,7 @@ export async function writeTestResults(
   await Deno.mkdir(dir, { recursive: true });
   const name = (c: number) => opts.labelNames?.[c] ?? String(c);
   const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
-  const lines = ["video,path,label,prediction,correct1,correct5,views,top5,top5_probs"];
+  const lines = [TEST_CSV_HEADER];
   for (const r of merged.results) {
     lines.push([
       r.video,
