@@ -201,7 +201,8 @@ async function pretrainRun(proc: TrainingProcess, dir: string): Promise<void> {
   const model = new VideoMAEPretrain(mc).allocate("f32").initialize(cfg.train.seed);
   const wd = cfg.optim.weight_decay;
   const rule: GroupRule = (p) => ({ lrScale: 1, weightDecay: vswiftDecays(p) ? wd : 0 });
-  const opt = new AdamW(model.store, adamWOptions(cfg.optim, cfg.train.batch_size));
+  // The rule PyTorch is given is the one our AdamW applies.
+  const opt = new AdamW(model.store, adamWOptions(cfg.optim, cfg.train.batch_size), rule);
   const loader = await pretrainLoader(cfg, proc, undefined, (m) => console.error(m));
   const rng = new Rng(cfg.train.seed + 1);
   console.error(
