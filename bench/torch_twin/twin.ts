@@ -34,9 +34,9 @@ import { loadConfig, modelConfigOf } from "../../lib/train/pretrain/config.ts";
 import { pretrainLoader } from "../../lib/train/pretrain/data.ts";
 import { openTrainingProcess, type TrainingProcess } from "../../lib/train/process.ts";
 import { parseFlags } from "../../lib/task_cli.ts";
+import { findPython } from "../torch_step.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
-const PYTHON = Deno.env.get("VSWIFT_PYTHON") ?? "/usr/bin/python3";
 
 const USAGE =
   "usage: deno task bench:twin [--steps N] [--model classifier|pretrain|both] [--out DIR] [--tol X]";
@@ -60,20 +60,6 @@ const bad = !Number.isInteger(steps) || steps < 1
 if (bad) {
   console.error(`${bad}\n${USAGE}`);
   Deno.exit(2);
-}
-
-/** Why PyTorch cannot run here, or undefined when it can. */
-async function torchMissing(): Promise<string | undefined> {
-  try {
-    const r = await new Deno.Command(PYTHON, { args: ["-c", "import torch; print(torch.__version__)"] })
-      .output();
-    if (r.success) return undefined;
-    return `${PYTHON} cannot import torch (install Debian's python3-torch): ${
-      new TextDecoder().decode(r.stderr).trim().split("\n").at(-1)
-    }`;
-  } catch (e) {
-    return `${PYTHON} is not runnable (${(e as Error).message}); set VSWIFT_PYTHON or install python3-torch`;
-  }
 }
 
 /** What one step of our run left for PyTorch. */
@@ -163,7 +149,7 @@ async function record(
   return rec;
 }
 
-async function classifierRun(dir: string): Promise<void> {
+async function classifierRun(dir: string): Promise<number[]> {
   const cfg = await loadFinetuneConfig(`${ROOT}configs/finetune_default.yaml`, [
     ...["--model.input_size", "32", "--data.short_side", "36", "--data.eval_short_side", "32"],
     ...["--model.drop_path", "0", "--train.batch_size", "8", "--train.steps", String(steps)],
@@ -179,19 +165,30 @@ async function classifierRun(dir: string): Promise<void> {
   console.error(
     `classifier: ${mc.name}, ${model.parameterCount} parameters, ${steps} steps of ${cfg.train.batch_size} clips`,
   );
-  await record(dir, model, opt, rule, loader, cfg.optim, cfg.train.batch_size, (g, batch, s, save) => {
-    const { targets } = mixBatch(g, rngFor(201, cfg.train.seed, 0, s), batch.video, batch.labels, mix);
-    save(`video.${s}`, batch.video);
-    save(`targets.${s}`, targets);
-    return model.forward(g, batch.video, { targets }).loss!;
-  }, {
-    kind: "classifier",
-    model: { ...mc, pool: model.pool, classes: model.numClasses },
-  });
+  const { losses } = await record(
+    dir,
+    model,
+    opt,
+    rule,
+    loader,
+    cfg.optim,
+    cfg.train.batch_size,
+    (g, batch, s, save) => {
+      const { targets } = mixBatch(g, rngFor(201, cfg.train.seed, 0, s), batch.video, batch.labels, mix);
+      save(`video.${s}`, batch.video);
+      save(`targets.${s}`, targets);
+      return model.forward(g, batch.video, { targets }).loss!;
+    },
+    {
+      kind: "classifier",
+      model: { ...mc, pool: model.pool, classes: model.numClasses },
+    },
+  );
   model.free();
+  return losses;
 }
 
-async function pretrainRun(proc: TrainingProcess, dir: string): Promise<void> {
+async function pretrainRun(proc: TrainingProcess, dir: string): Promise<number[]> {
   const cfg = await loadConfig(`${ROOT}configs/default.yaml`, [
     ...["--model.input_size", "32", "--data.short_side", "36", "--model.frames", "4"],
     ...["--train.batch_size", "8", "--train.steps", String(steps), "--data.shapes_videos", "32"],
@@ -208,14 +205,25 @@ async function pretrainRun(proc: TrainingProcess, dir: string): Promise<void> {
   console.error(
     `pretraining: ${mc.name}, ${model.parameterCount} parameters, ${steps} steps of ${cfg.train.batch_size} clips`,
   );
-  await record(dir, model, opt, rule, loader, cfg.optim, cfg.train.batch_size, (g, batch, s, save) => {
-    const m = batch.mask!;
-    save(`video.${s}`, batch.video);
-    save(`visible.${s}`, m.visible, [m.b, m.nVisible]);
-    save(`masked.${s}`, m.masked, [m.b, m.nMasked]);
-    return model.forward(g, batch.video, { mask: m, rng, maskRatio: cfg.mask.ratio }).loss;
-  }, { kind: "pretrain", model: mc });
+  const { losses } = await record(
+    dir,
+    model,
+    opt,
+    rule,
+    loader,
+    cfg.optim,
+    cfg.train.batch_size,
+    (g, batch, s, save) => {
+      const m = batch.mask!;
+      save(`video.${s}`, batch.video);
+      save(`visible.${s}`, m.visible, [m.b, m.nVisible]);
+      save(`masked.${s}`, m.masked, [m.b, m.nMasked]);
+      return model.forward(g, batch.video, { mask: m, rng, maskRatio: cfg.mask.ratio }).loss;
+    },
+    { kind: "pretrain", model: mc },
+  );
   model.free();
+  return losses;
 }
 
 /** Both curves side by side; returns the largest relative difference. */
@@ -237,9 +245,11 @@ function compare(name: string, ours: number[], theirs: number[]): number {
   return worst;
 }
 
-const missing = await torchMissing();
-if (missing) {
-  console.log(`bench:twin skipped: ${missing}`);
+let python: string;
+try {
+  python = await findPython(["torch"], "bench:twin");
+} catch (e) {
+  console.log(`bench:twin skipped: ${(e as Error).message}`);
   Deno.exit(0);
 }
 const proc = await openTrainingProcess("host", "f32");
@@ -247,17 +257,15 @@ const runs = args.model === "both" ? ["classifier", "pretrain"] : [args.model!];
 let failed = false;
 for (const kind of runs) {
   const dir = `${args.out}/${kind}`;
-  if (kind === "classifier") await classifierRun(dir);
-  else await pretrainRun(proc, dir);
-  const py = await new Deno.Command(PYTHON, {
+  const ours = kind === "classifier" ? await classifierRun(dir) : await pretrainRun(proc, dir);
+  const py = await new Deno.Command(python, {
     args: [`${ROOT}bench/torch_twin/twin.py`, dir],
     stdout: "inherit",
     stderr: "inherit",
   }).output();
   if (!py.success) throw new Error(`twin.py failed on ${dir} (exit ${py.code})`);
-  const run = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
   const torch = JSON.parse(await Deno.readTextFile(`${dir}/torch_losses.json`)) as number[];
-  if (compare(kind, run.vswift_losses, torch) > tol) failed = true;
+  if (compare(kind, ours, torch) > tol) failed = true;
 }
 if (failed) {
   console.log(`FAILED: a curve differs by more than --tol ${tol}`);
