@@ -13,7 +13,7 @@ import { modelConfig } from "../lib/model/config.ts";
 import { GPUS, predictStep, priceLaunches, TARGET } from "../lib/perf/roofline.ts";
 import { pretrainStepAt } from "../lib/perf/step_launches.ts";
 import { parseFlags } from "../lib/task_cli.ts";
-import { trainFlopsPerVideo } from "../lib/train/pretrain/mfu.ts";
+import { mfu, trainFlopsPerVideo } from "../lib/train/pretrain/mfu.ts";
 
 const USAGE = "usage: deno task bench:model [--gpu h100|a100|h200] [--model SIZE] [--batch 128] " +
   "[--mask-ratio 0.9] [--gemm-eff E] [--attention-eff E] [--memory-eff E] [--launch-us US] [--top 12] [--summary]";
@@ -118,7 +118,7 @@ for (const [k, v] of rows) {
 }
 
 const videosPerS = (at: number) => batch / at;
-const mfuAt = (at: number) => (videosPerS(at) * perVideo) / gpu.tensorFlops;
+const mfuAt = (at: number) => mfu(videosPerS(at), perVideo, gpu.tensorFlops);
 console.log(
   `\nstep FLOPs ${(step.flops / 1e12).toFixed(2)} T recorded (${
     (step.flops / batch / 1e9).toFixed(1)

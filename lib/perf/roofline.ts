@@ -4,6 +4,7 @@
  * our kernels aim for, the step's total, and the host's launch rate as a second floor.
  */
 import type { LaunchRecord } from "../ffi/launch_log.ts";
+import { peakFlops } from "../train/pretrain/mfu.ts";
 import { type CostUnit, type LaunchCost, launchCost } from "./launch_cost.ts";
 
 export interface GpuSpec {
@@ -16,11 +17,18 @@ export interface GpuSpec {
   pcieBytes: number;
 }
 
+/** A GPU of the table: the tensor-core peak from the MFU table (peakFlops), the rest from datasheets. */
+function spec(name: string, dramBytes: number, pcieBytes: number): GpuSpec {
+  const tensorFlops = peakFlops(name);
+  if (tensorFlops === undefined) throw new Error(`No bf16 peak for ${name} in lib/train/pretrain/mfu.ts`);
+  return { name, tensorFlops, dramBytes, pcieBytes };
+}
+
 /** Datasheet figures (SXM parts; PCIe at the link's practical rate). */
 export const GPUS: Record<string, GpuSpec> = {
-  a100: { name: "A100 SXM4 80 GB", tensorFlops: 312e12, dramBytes: 2.039e12, pcieBytes: 25e9 },
-  h100: { name: "H100 SXM5 80 GB", tensorFlops: 989.5e12, dramBytes: 3.35e12, pcieBytes: 50e9 },
-  h200: { name: "H200 SXM 141 GB", tensorFlops: 989.5e12, dramBytes: 4.8e12, pcieBytes: 50e9 },
+  a100: spec("A100 SXM4 80 GB", 2.039e12, 25e9),
+  h100: spec("H100 SXM5 80 GB", 3.35e12, 50e9),
+  h200: spec("H200 SXM 141 GB", 4.8e12, 50e9),
 };
 
 /**
