@@ -42,19 +42,22 @@ if (!Number.isInteger(batch) || batch < 1) {
   console.error(`--batch must be a positive integer, got ${values.batch}`);
   Deno.exit(2);
 }
-const eff = {
-  ...TARGET,
-  gemm: Number(values["gemm-eff"]),
-  attention: Number(values["attention-eff"]),
-  memory: Number(values["memory-eff"]),
-  hostLaunchUs: Number(values["launch-us"]),
-};
-for (const [k, v] of Object.entries(eff)) {
+/** A flag that must be a positive number. */
+function positive(flag: "gemm-eff" | "attention-eff" | "memory-eff" | "launch-us"): number {
+  const v = Number(values[flag]);
   if (!(v > 0)) {
-    console.error(`--${k} must be a positive number, got ${v}`);
+    console.error(`--${flag} must be a positive number, got ${values[flag]}`);
     Deno.exit(2);
   }
+  return v;
 }
+const eff = {
+  ...TARGET,
+  gemm: positive("gemm-eff"),
+  attention: positive("attention-eff"),
+  memory: positive("memory-eff"),
+  hostLaunchUs: positive("launch-us"),
+};
 
 const n = await openNative({ device: "host", quiet: true });
 const cfg = modelConfig(values.model);
