@@ -7,6 +7,7 @@
  * attention ("attention", matmuls with a softmax between them), or memory ("memory").
  */
 import { isNullArg, type LaunchRecord, numArg } from "../ffi/launch_log.ts";
+import { type DType, DTYPE_BYTES, DTYPE_CODE } from "../tensor.ts";
 
 export type CostUnit = "gemm" | "attention" | "memory" | "host";
 
@@ -18,11 +19,13 @@ export interface LaunchCost {
   shape: string;
 }
 
-const DTYPE_BYTES = [4, 2, 1, 4];
+/** Element bytes by vs_dtype code. */
+const BYTES_BY_CODE: number[] = [];
+for (const [dtype, code] of Object.entries(DTYPE_CODE)) BYTES_BY_CODE[code] = DTYPE_BYTES[dtype as DType];
 
 function size(r: LaunchRecord, i: number): number {
   const d = numArg(r, i);
-  const s = DTYPE_BYTES[d];
+  const s = BYTES_BY_CODE[d];
   if (s === undefined) {
     throw new RangeError(`${r.kernel}: dtype code ${d} at argument ${i} is not a vs_dtype`);
   }
