@@ -16,7 +16,7 @@
  * command; each finished stage is kept, so an interrupted benchmark resumes where it stopped.
  */
 import { ensureSyntheticDataset, type SyntheticStyle } from "../lib/data/synthetic.ts";
-import { readList } from "../lib/data/list_file.ts";
+import { formatListLine, readList } from "../lib/data/list_file.ts";
 import { loadConfig } from "../lib/train/pretrain/config.ts";
 import { type FinetuneConfig, loadFinetuneConfig } from "../lib/train/finetune/config.ts";
 import { extractFeatures, type VideoFeatures } from "../lib/train/finetune/features.ts";
@@ -126,11 +126,13 @@ const dataMinutes = minutes(t0);
 // `path label` rows with paths relative to `shapes`, the root every list below is read from.
 const rowsOf = async (list: string, sub: string) =>
   (await readList(list, sub)).map((e) => ({ path: e.path, label: e.label }));
+const listText = (rows: { path: string; label: number }[]) =>
+  rows.map((r) => `${formatListLine("path-label", r)}\n`).join("");
 const labelledRows = await rowsOf(labelled.list, "train");
 const heldOutList = `${shapes}/held_out.txt`;
 await Deno.writeTextFile(
   heldOutList,
-  (await rowsOf(heldOut.list, "eval")).map((r) => `${r.path} ${r.label}\n`).join(""),
+  listText(await rowsOf(heldOut.list, "eval")),
 );
 
 // 2. Pretraining on the pool.
@@ -159,11 +161,8 @@ let preLoss: { first?: number; last?: number } = {};
 const pre = pretrain(preCfg, { print: true });
 // Steps run by this invocation: none when an earlier one finished the pretraining.
 let preStepsRun = 0;
-for (;;) {
-  const r = await pre.next();
-  if (r.done) break;
+for await (const { loss } of pre) {
   preStepsRun++;
-  const loss = (r.value as { loss?: number }).loss;
   if (Number.isFinite(loss)) {
     preLoss.first ??= loss;
     preLoss.last = loss;
@@ -197,11 +196,8 @@ function subset(percent: number, seed: number): { path: string; label: number }[
   const picked: { path: string; label: number }[] = [];
   for (let c = 0; c < CLASSES; c++) {
     const rows = labelledRows.filter((r) => r.label === c);
-    for (let i = rows.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [rows[i], rows[j]] = [rows[j], rows[i]];
-    }
-    picked.push(...rows.slice(0, perClass));
+    const order = rng.permutation(rows.length);
+    picked.push(...Array.from(order.subarray(0, perClass), (i) => rows[i]));
   }
   return picked;
 }
@@ -255,7 +251,7 @@ async function record(c: Cell): Promise<void> {
 
 // Features of the held-out clips and of all labelled clips, per encoder; a budget's probe takes its rows.
 const allList = `${shapes}/labelled_all.txt`;
-await Deno.writeTextFile(allList, labelledRows.map((r) => `${r.path} ${r.label}\n`).join(""));
+await Deno.writeTextFile(allList, listText(labelledRows));
 await Deno.mkdir(`${out}/probe_features`, { recursive: true });
 const featureCache = new Map<string, { train: VideoFeatures; held: VideoFeatures }>();
 async function features(init: "pretrained" | "scratch", seed: number, cfg: FinetuneConfig) {
@@ -275,17 +271,14 @@ async function features(init: "pretrained" | "scratch", seed: number, cfg: Finet
 }
 
 const indexOf = new Map(labelledRows.map((r, i) => [r.path, i]));
+await Deno.mkdir(`${out}/lists`, { recursive: true });
 for (let seed = 0; seed < seeds; seed++) {
   for (const budget of budgets) {
     const rows = subset(budget, seed);
     // Every budget runs the same number of steps: the subset repeated to about the size of the whole set.
     const copies = Math.max(1, Math.round(LABELLED / rows.length));
     const list = `${out}/lists/budget${budget}_seed${seed}.txt`;
-    await Deno.mkdir(`${out}/lists`, { recursive: true });
-    await Deno.writeTextFile(
-      list,
-      Array(copies).fill(rows.map((r) => `${r.path} ${r.label}\n`).join("")).join(""),
-    );
+    await Deno.writeTextFile(list, listText(rows).repeat(copies));
     for (const init of ["pretrained", "scratch"] as const) {
       if (!have({ budget, seed, method: "probe", init })) {
         t0 = performance.now();
@@ -348,7 +341,7 @@ const pick = (budget: number, method: Cell["method"], init: Cell["init"]) =>
     .map((c) => c.top1);
 // The device the runs used, as the training log names it (CPU model, threads, memory, BLAS core).
 const native = await openNative({
-  device: values.device === "auto" ? "auto" : values.device as DeviceChoice,
+  device: values.device as DeviceChoice,
 });
 const machine = native.deviceName();
 const ftMinutes = cells.filter((c) => c.method === "finetune").reduce((a, c) => a + c.minutes, 0);
