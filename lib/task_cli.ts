@@ -146,7 +146,7 @@ export function interruptSignal(announce: boolean): { signal: AbortSignal; end: 
   const on = (sig: "SIGINT" | "SIGTERM") => () => {
     const now = performance.now();
     if (ended >= 0) {
-      if (now - Math.max(ended, first) > SIGNAL_ECHO_MS) Deno.exit(0);
+      if (now - ended > SIGNAL_ECHO_MS) Deno.exit(0);
       return;
     }
     if (stop.signal.aborted) {
