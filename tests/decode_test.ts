@@ -6,8 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { decodeInProcess } from "../lib/data/decode.ts";
-import { DecodeError, decodeFrames, type DecodeRequest, probeVideo, runTool } from "../lib/data/ffmpeg.ts";
+import {
+  DecodeError,
+  decodeFrames,
+  type DecodeRequest,
+  probeVideo,
+  runTool,
+  type VideoInfo,
+} from "../lib/data/ffmpeg.ts";
 import { type NativeDecoder, openDecoder } from "../lib/ffi/decode.ts";
+import { K400_CLIPS } from "./helpers.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "vswift_decode_test_" });
 const { decoder, why } = await openDecoder();
@@ -66,11 +74,7 @@ Deno.test({
   },
 });
 
-const shared = new URL("../../shared/data/k400_sample", import.meta.url).pathname;
-const realClips = await Array.fromAsync(Deno.readDir(shared)).then(
-  (es) => es.filter((e) => e.name.endsWith(".mp4")).map((e) => `${shared}/${e.name}`).sort().slice(0, 3),
-  () => [] as string[],
-);
+const realClips = K400_CLIPS.slice(0, 3);
 
 Deno.test({
   name: "in-process decoding gives the ffmpeg process's bytes on the real clips in ../shared/data",
@@ -93,10 +97,10 @@ Deno.test({
 async function nativeFrames(
   d: NativeDecoder,
   path: string,
+  info: VideoInfo,
   indices: number[],
   seek: boolean,
 ): Promise<Uint8Array> {
-  const info = await probeVideo(path);
   const { width: w, height: h } = info;
   const yuv = w % 2 === 0 && h % 2 === 0;
   const out = new Uint8Array((indices.length * w * h * (yuv ? 3 : 6)) / 2);
@@ -125,9 +129,10 @@ async function assertReuseExact(
   const one = decoder!.fork();
   try {
     for (const [path, indices, seek] of steps) {
-      const kept = await nativeFrames(one, path, indices, seek);
+      const info = await probeVideo(path);
+      const kept = await nativeFrames(one, path, info, indices, seek);
       const fresh = decoder!.fork();
-      const want = await nativeFrames(fresh, path, indices, seek).finally(() => fresh.close());
+      const want = await nativeFrames(fresh, path, info, indices, seek).finally(() => fresh.close());
       const what = `${path} ${indices} after ${
         one.stats().opened + one.stats().reused - 1
       } clips on one worker`;

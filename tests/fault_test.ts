@@ -3,10 +3,9 @@
  * report the fault itself, not the failing frees of its cleanup, and mark it so that doctor stops.
  */
 import assert from "node:assert/strict";
-import { isDeviceFault, KernelError, Native } from "../lib/ffi/native.ts";
+import { isDeviceFault, KernelError, Native, native } from "../lib/ffi/native.ts";
 import { compareCase } from "../lib/selftest/compare.ts";
 import type { KernelCase } from "../lib/selftest/kernel_case.ts";
-import { native } from "../lib/ffi/native.ts";
 import "./helpers.ts";
 
 const FAULT = 10; // VS_ERR_DEVICE_FAULT

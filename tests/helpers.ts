@@ -151,6 +151,15 @@ export const SHARED_DATA: string | undefined = await (async () => {
   return await Deno.stat(`${dir}/k400_sample.csv`).then(() => dir, () => undefined);
 })();
 
+/** The Kinetics clips of ../shared/data/k400_sample, sorted; none where that folder is absent. */
+export const K400_CLIPS: string[] = await (async () => {
+  const dir = new URL("../../shared/data/k400_sample", import.meta.url).pathname;
+  return await Array.fromAsync(Deno.readDir(dir)).then(
+    (es) => es.filter((e) => e.isFile && e.name.endsWith(".mp4")).map((e) => `${dir}/${e.name}`).sort(),
+    () => [] as string[],
+  );
+})();
+
 /** The weights of the newest checkpoint of a run folder, by tensor name. */
 export async function finalWeights(output: string): Promise<Map<string, Float32Array>> {
   const last = listCheckpoints(`${output}/checkpoints`).pop()!;

@@ -17,7 +17,7 @@ import { NonFiniteStepError } from "../lib/train/nonfinite.ts";
 import { pretrain, type StepMetrics } from "../mod.ts";
 import { CosineSchedule } from "../lib/train/schedule.ts";
 import { writeReconstructions } from "../lib/train/pretrain/visualize.ts";
-import { finalWeights, scratchDir } from "./helpers.ts";
+import { finalWeights, scratchDir, TINY_PRETRAIN_MODEL_FLAGS } from "./helpers.ts";
 
 Deno.test("config: YAML over defaults, command-line overrides, errors that name the key", async () => {
   const dir = await Deno.makeTempDir();
@@ -109,16 +109,7 @@ const dataset = await ensureSyntheticDataset({
 function tinyConfig(output: string, overrides: string[] = []): PretrainConfig {
   const cfg = defaultConfig();
   applyOverrides(cfg, [
-    ...[
-      "--model.size",
-      "tiny",
-      "--model.decoder_depth",
-      "1",
-      "--model.input_size",
-      "32",
-      "--model.frames",
-      "4",
-    ],
+    ...TINY_PRETRAIN_MODEL_FLAGS,
     ...[
       "--mask.ratio",
       "0.75",

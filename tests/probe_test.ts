@@ -10,8 +10,9 @@ import { DecodeError, probeVideo, runTool } from "../lib/data/ffmpeg.ts";
 import { ProbeCache, probeClip, probeCounts, probeInProcess } from "../lib/data/probe.ts";
 import { ensureSyntheticDataset } from "../lib/data/synthetic.ts";
 import { openDecoder } from "../lib/ffi/decode.ts";
+import { K400_CLIPS, scratchDir } from "./helpers.ts";
 
-const tmp = await Deno.makeTempDir({ prefix: "vswift_probe_test_" });
+const tmp = await scratchDir("vswift_probe_test_");
 const { decoder } = await openDecoder();
 
 /** An ffmpeg encode of a test pattern into `name`; `args` go before the output. */
@@ -91,11 +92,7 @@ Deno.test({
   },
 });
 
-const shared = new URL("../../shared/data/k400_sample", import.meta.url).pathname;
-const realClips = await Array.fromAsync(Deno.readDir(shared)).then(
-  (es) => es.filter((e) => e.isFile).map((e) => `${shared}/${e.name}`).sort(),
-  () => [] as string[],
-);
+const realClips = K400_CLIPS;
 
 Deno.test({
   name: "the in-process probe equals ffprobe on the real clips in ../shared/data",
