@@ -7,6 +7,7 @@
  * says why and the loader keeps one ffmpeg (ffprobe) process per clip.
  */
 import { ensureBuilt } from "../../cuda/build.ts";
+import { cString } from "./c_string.ts";
 
 /** The vsd_abi_version this binding is written for (cuda/decode/decode.c). */
 export const DECODE_ABI_VERSION = 2;
@@ -166,12 +167,6 @@ export class NativeDecoder {
     this.free.length = 0;
     if (this.ownsLib) this.lib.close();
   }
-}
-
-/** The NUL-terminated text in `buf`. */
-function cString(buf: Uint8Array): string {
-  const end = buf.indexOf(0);
-  return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
 
 /** Keeps buffers reachable until this point (a nonblocking call's arguments). */

@@ -3,6 +3,7 @@
  * Nothing outside lib/ffi/ calls FFI.
  */
 import { ensureBuilt, isStale, libraryPath, type NativeTarget } from "../../cuda/build.ts";
+import { cString } from "./c_string.ts";
 import { driverDevices } from "./driver.ts";
 import { chooseOpenblasCore } from "./openblas_core.ts";
 import { type NativeSymbols, SYMBOLS } from "./symbols.ts";
@@ -152,8 +153,7 @@ export class Native {
   deviceName(device = 0): string {
     const buf = new Uint8Array(256);
     this.call("vs_device_name", device, Deno.UnsafePointer.of(buf), buf.length);
-    const end = buf.indexOf(0);
-    return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+    return cString(buf);
   }
 
   /** Allocates device memory (256-byte aligned); NULL for 0 bytes. */

@@ -1,4 +1,5 @@
 /** The CUDA simulator's own PTX check (cuda/sim/ptx_selfcheck.cpp), called on its library file. */
+import { cString } from "./c_string.ts";
 
 /** Runs vsim_ptx_selfcheck in the simulator library at `path`: an empty list when every case holds. */
 export function simPtxSelfcheck(path: string): string[] {
@@ -6,9 +7,7 @@ export function simPtxSelfcheck(path: string): string[] {
   try {
     const buf = new Uint8Array(4096);
     const failures = lib.symbols.vsim_ptx_selfcheck(buf, buf.length);
-    const end = buf.indexOf(0);
-    const msg = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
-    return failures === 0 ? [] : [`${failures} wrong: ${msg}`];
+    return failures === 0 ? [] : [`${failures} wrong: ${cString(buf)}`];
   } finally {
     lib.close();
   }
