@@ -44,7 +44,7 @@ export async function probeInProcess(path: string, required = false): Promise<Vi
 
 /** A probe function for a fixed decoder choice (the loader's `decoder` option). */
 export function prober(choice?: DecoderChoice): (path: string, signal?: AbortSignal) => Promise<VideoInfo> {
-  return (path, signal) => probeClip(path, signal, choice ?? decoderChoice());
+  return (path, signal) => probeClip(path, signal, choice);
 }
 
 /**
