@@ -5,6 +5,7 @@
  * Both lib/train/pretrain/config.ts (pretraining) and lib/train/finetune/config.ts are schemas over these rules.
  */
 import { parse as parseYaml } from "yaml";
+import type { DeviceChoice } from "../ffi/native.ts";
 
 export type Leaf =
   | { type: "int"; min: number; max?: number }
@@ -31,6 +32,8 @@ export const num = (min: number, extra: Partial<Extract<Leaf, { type: "number" }
 });
 export const bool: Leaf = { type: "bool" };
 export const str = (choices?: string[]): Leaf => ({ type: "string", choices });
+/** The train.device leaf of both tasks: the devices a run can ask for. */
+export const device: Leaf = str(["auto", "host", "cuda", "cuda-sim"] satisfies DeviceChoice[]);
 export const numbers = (
   length: number,
   extra: Partial<Extract<Leaf, { type: "numbers" }>> = {},
