@@ -285,6 +285,11 @@ export function headClasses(cfg: FinetuneConfig): number {
   return cfg.model.num_classes > 0 ? cfg.model.num_classes : classCount(cfg.data.dataset);
 }
 
+/** The checkpoint keys train.model_key names, in the order they are tried. */
+export function modelKeys(cfg: FinetuneConfig): string[] {
+  return cfg.train.model_key.split("|").filter(Boolean);
+}
+
 /** Cross-field checks, with messages naming the fields. */
 export function validateFinetuneConfig(cfg: FinetuneConfig): void {
   const classes = headClasses(cfg); // throws for an unknown dataset

@@ -13,7 +13,7 @@ import { Arena } from "../../memory.ts";
 import type { VideoClassifier } from "../../model/classifier.ts";
 import { formatReport, loadPretrained, type PretrainedReport } from "../../model/pretrained.ts";
 import { readFloats } from "../../tensor.ts";
-import type { FinetuneConfig } from "./config.ts";
+import { type FinetuneConfig, modelKeys } from "./config.ts";
 import { evalLoader, type RankInfo, resolveData, type RunData } from "./data.ts";
 import { buildClassifier } from "./model.ts";
 import { describeProcess, openTrainingProcess } from "../process.ts";
@@ -218,7 +218,7 @@ export async function evaluateCheckpoint(
   const arena = new Arena();
   try {
     const report = await loadPretrained(model, ckpt, {
-      modelKeys: cfg.train.model_key.split("|").filter(Boolean),
+      modelKeys: modelKeys(cfg),
       headMap: cfg.data.head_map ? readHeadMap(cfg.data.head_map, model.numClasses) : undefined,
       headMapSource: cfg.data.head_map || undefined,
     });

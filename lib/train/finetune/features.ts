@@ -6,7 +6,7 @@
 import { Arena } from "../../memory.ts";
 import { loadPretrained } from "../../model/pretrained.ts";
 import { openTrainingProcess } from "../process.ts";
-import type { FinetuneConfig } from "./config.ts";
+import { type FinetuneConfig, modelKeys } from "./config.ts";
 import { evalLoader, type Split } from "./data.ts";
 import { forEachBatch } from "./eval.ts";
 import { buildClassifier } from "./model.ts";
@@ -39,7 +39,7 @@ export async function extractFeatures(
   try {
     if (ckpt) {
       const report = await loadPretrained(model, ckpt, {
-        modelKeys: cfg.train.model_key.split("|").filter(Boolean),
+        modelKeys: modelKeys(cfg),
       });
       const encoderMissing = report.missing.filter((k) => !/^(head|fc_norm)\./.test(k));
       if (encoderMissing.length > 0) {

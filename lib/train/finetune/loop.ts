@@ -18,7 +18,7 @@ import { formatReport, loadPretrained, type PretrainedReport } from "../../model
 import { AdamW } from "../adamw.ts";
 import { trainLoop } from "../loop.ts";
 import { adamWOptions } from "../optim_config.ts";
-import type { FinetuneConfig } from "./config.ts";
+import { type FinetuneConfig, modelKeys } from "./config.ts";
 import { resolveData, type RunData, trainLoader } from "./data.ts";
 import type { EvalMetrics } from "./eval.ts";
 import { layerDecayRule } from "./layer_decay.ts";
@@ -83,7 +83,7 @@ export async function* finetune(
       }
       const headMap = cfg.data.head_map ? readHeadMap(cfg.data.head_map, model.numClasses) : undefined;
       pretrained = await loadPretrained(model, cfg.train.finetune, {
-        modelKeys: cfg.train.model_key.split("|").filter(Boolean),
+        modelKeys: modelKeys(cfg),
         headMap,
         headMapSource: cfg.data.head_map || undefined,
       });
