@@ -1,5 +1,5 @@
 /** A video file as a PNG strip of evenly spaced frames, to show clips inline in a notebook. */
-import { decodeFrames } from "../data/ffmpeg.ts";
+import { decodeClip } from "../data/decode.ts";
 import { probeClip } from "../data/probe.ts";
 import { encodePng, gridImage } from "../data/png_grid.ts";
 
@@ -16,6 +16,7 @@ export async function videoStripPng(
 ): Promise<Uint8Array> {
   const info = await probeClip(path);
   const indices = spacedFrames(info.frames, opts.frames ?? 8);
-  const f = await decodeFrames({ path, info, indices, shortSide: opts.shortSide ?? 64 });
+  // Probed and decoded by the decoder VSWIFT_DECODER chooses, as the loaders do.
+  const f = await decodeClip({ path, info, indices, shortSide: opts.shortSide ?? 64 });
   return encodePng(gridImage([{ t: f.n, h: f.h, w: f.w, data: f.data }]));
 }
