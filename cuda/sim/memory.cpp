@@ -11,6 +11,12 @@
 #include <mutex>
 
 namespace vsim {
+
+size_t page_size() {
+  static const size_t p = size_t(sysconf(_SC_PAGESIZE));
+  return p;
+}
+
 namespace {
 
 constexpr unsigned char kCanary = 0xa5;
@@ -29,11 +35,6 @@ std::map<uintptr_t, Alloc> g_by_map;  // keyed by mapping start, live and quaran
 std::deque<uintptr_t> g_freed;        // quarantine order
 size_t g_in_use = 0;
 
-size_t page() {
-  static const size_t p = size_t(sysconf(_SC_PAGESIZE));
-  return p;
-}
-
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 // The allocation whose mapping contains addr (caller holds g_mu).
@@ -46,7 +47,7 @@ const Alloc* find(uintptr_t addr) {
 }
 
 void fill_canaries(const Alloc& a) {
-  const uintptr_t data = a.map + page(), data_end = a.map + a.map_len - page();
+  const uintptr_t data = a.map + page_size(), data_end = a.map + a.map_len - page_size();
   memset(reinterpret_cast<void*>(data), kCanary, a.ptr - data);
   memset(reinterpret_cast<void*>(a.ptr + a.size), kCanary, data_end - (a.ptr + a.size));
 }
@@ -54,7 +55,7 @@ void fill_canaries(const Alloc& a) {
 }  // namespace
 
 void* device_alloc(size_t bytes) {
-  const size_t pg = page();
+  const size_t pg = page_size();
   const size_t rounded = round_up(bytes == 0 ? 1 : bytes, 256);
   const size_t data = round_up(rounded, pg);
   const size_t len = data + 2 * pg;
@@ -155,8 +156,8 @@ bool check_canaries(std::string* why) {
   std::lock_guard<std::mutex> lock(g_mu);
   for (auto& [map, a] : g_by_map) {
     if (!a.live) continue;
-    const unsigned char* data = reinterpret_cast<const unsigned char*>(a.map + page());
-    const unsigned char* end = reinterpret_cast<const unsigned char*>(a.map + a.map_len - page());
+    const unsigned char* data = reinterpret_cast<const unsigned char*>(a.map + page_size());
+    const unsigned char* end = reinterpret_cast<const unsigned char*>(a.map + a.map_len - page_size());
     const unsigned char* p = reinterpret_cast<const unsigned char*>(a.ptr);
     for (const unsigned char* c = data; c < end; ++c) {
       if (c == p) c += a.size;

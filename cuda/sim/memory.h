@@ -11,6 +11,8 @@
 
 namespace vsim {
 
+// The host's page size (guard pages are whole pages: 4 KiB on x86-64, up to 64 KiB on AArch64).
+size_t page_size();
 // Returns NULL when the host is out of memory.
 void* device_alloc(size_t bytes);
 // False (with a message) for a pointer that is not the start of a live allocation.

@@ -100,7 +100,7 @@ void fiber_entry();
 
 bool ensure_stacks(Engine& e, size_t n) {
   if (e.n_stacks >= n) return true;
-  const size_t pg = 4096;
+  const size_t pg = page_size();
   const size_t slot = kStackBytes + pg;
   if (e.stacks) munmap(e.stacks, e.n_stacks * slot);
   void* m = mmap(nullptr, n * slot, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -117,9 +117,9 @@ bool ensure_stacks(Engine& e, size_t n) {
 
 bool ensure_smem(Engine& e) {
   if (e.smem) return true;
-  void* m = mmap(nullptr, kSmemWindow + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* m = mmap(nullptr, kSmemWindow + page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return false;
-  mprotect(static_cast<char*>(m) + kSmemWindow, 4096, PROT_NONE);
+  mprotect(static_cast<char*>(m) + kSmemWindow, page_size(), PROT_NONE);
   e.smem = static_cast<unsigned char*>(m);
   return true;
 }
@@ -159,7 +159,7 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
     char what[512];
     const uintptr_t a = reinterpret_cast<uintptr_t>(info->si_addr);
     const uintptr_t s0 = reinterpret_cast<uintptr_t>(e.smem);
-    if (e.smem && a >= s0 + kSmemWindow && a < s0 + kSmemWindow + 4096) {
+    if (e.smem && a >= s0 + kSmemWindow && a < s0 + kSmemWindow + page_size()) {
       snprintf(what, sizeof(what),
                "shared memory access past the end of the block's shared memory (%zu bytes static, %zu dynamic)",
                size_t(e.dyn - e.smem) - e.static_bottom, e.dyn_bytes);
@@ -404,7 +404,8 @@ cudaError_t run_kernel(const void* fn, const char* expr, const LaunchCfg& cfg, v
   e.order.resize(size_t(n));
   for (int i = 0; i < n; ++i) {
     Fiber& f = e.fibers[i];
-    f.stack = e.stacks + size_t(i) * (kStackBytes + 4096) + 4096;
+    // Each stack slot: a guard page, then the stack (as ensure_stacks lays them out).
+    f.stack = e.stacks + size_t(i) * (kStackBytes + page_size()) + page_size();
     f.lin = i;
     f.tid = uint3{unsigned(i % cfg.block.x), unsigned((i / cfg.block.x) % cfg.block.y),
                   unsigned(i / (cfg.block.x * cfg.block.y))};
