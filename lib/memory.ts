@@ -65,11 +65,7 @@ export class Arena {
     if (!chunk || this.offset + bytes > chunk.bytes) {
       // Only the first steps grow the arena; reset() then merges the chunks into one.
       if (chunk) this.usedInFullChunks += this.offset;
-      const size = Math.max(bytes, this.initialBytes, chunk ? chunk.bytes * 2 : 0);
-      chunk = { ptr: deviceAlloc(size), bytes: size };
-      if (this.chunks.length === 0) arenaStats.arenas++;
-      arenaStats.held += size;
-      this.chunks.push(chunk);
+      chunk = this.addChunk(Math.max(bytes, this.initialBytes, chunk ? chunk.bytes * 2 : 0));
       this.offset = 0;
     }
     const t = new Tensor(shape, dtype, ptrOffset(chunk.ptr, this.offset));
@@ -84,9 +80,7 @@ export class Arena {
     if (this.chunks.length > 1) {
       const total = alignUp(Math.ceil(this.stepPeak * 1.05));
       this.release();
-      this.chunks = [{ ptr: deviceAlloc(total), bytes: total }];
-      arenaStats.arenas++;
-      arenaStats.held += total;
+      this.addChunk(total);
     }
     this.offset = 0;
     this.usedInFullChunks = 0;
@@ -98,6 +92,15 @@ export class Arena {
     this.release();
     this.offset = 0;
     this.usedInFullChunks = 0;
+  }
+
+  /** Takes `bytes` from the device as a new chunk; an arena with chunks counts once in arenaStats. */
+  private addChunk(bytes: number): Chunk {
+    const chunk = { ptr: deviceAlloc(bytes), bytes };
+    if (this.chunks.length === 0) arenaStats.arenas++;
+    arenaStats.held += bytes;
+    this.chunks.push(chunk);
+    return chunk;
   }
 
   private release(): void {
