@@ -100,34 +100,40 @@ async function cpuMs(): Promise<{ self: number; children: number }> {
   }
 }
 
-/** ffmpeg alone: every file decoded once per round, `workers` processes at a time. */
-async function ffmpegAlone(rounds: number): Promise<{ rate: number; cpu: number }> {
-  const jobs = Array.from({ length: rounds }, () => files).flat();
+/** `each` on every job, `workers` at a time: jobs/s and CPU ms (this process and its children) per job. */
+async function timedPool<T>(
+  jobs: T[],
+  each: (job: T) => Promise<void>,
+): Promise<{ rate: number; cpu: number }> {
   let next = 0;
   const c0 = await cpuMs();
   const t0 = performance.now();
   const work = async () => {
-    while (next < jobs.length) {
-      const f = jobs[next++];
-      const r = await runTool(ffmpegPath(), [
-        "-v",
-        "error",
-        "-nostdin",
-        "-threads",
-        "1",
-        "-i",
-        f,
-        "-f",
-        "null",
-        "-",
-      ]);
-      if (r.code !== 0) throw new Error(`ffmpeg failed on ${f}: ${r.stderr}`);
-    }
+    while (next < jobs.length) await each(jobs[next++]);
   };
   await Promise.all(Array.from({ length: workers }, work));
   const secs = (performance.now() - t0) / 1000;
   const c1 = await cpuMs();
   return { rate: jobs.length / secs, cpu: (c1.children - c0.children + c1.self - c0.self) / jobs.length };
+}
+
+/** ffmpeg alone: every file decoded once per round, `workers` processes at a time. */
+function ffmpegAlone(rounds: number): Promise<{ rate: number; cpu: number }> {
+  return timedPool(Array.from({ length: rounds }, () => files).flat(), async (f) => {
+    const r = await runTool(ffmpegPath(), [
+      "-v",
+      "error",
+      "-nostdin",
+      "-threads",
+      "1",
+      "-i",
+      f,
+      "-f",
+      "null",
+      "-",
+    ]);
+    if (r.code !== 0) throw new Error(`ffmpeg failed on ${f}: ${r.stderr}`);
+  });
 }
 
 function loaderOptions(repeats: number, seed: number, decoder: DecoderChoice = "auto") {
@@ -198,17 +204,10 @@ async function loaderRate(
 }
 
 /** Every file probed once (no cache), `workers` at a time: files/s and CPU ms per file. */
-async function probeCost(choice: DecoderChoice): Promise<{ rate: number; cpu: number }> {
-  let next = 0;
-  const c0 = await cpuMs();
-  const t0 = performance.now();
-  const work = async () => {
-    while (next < files.length) await probeClip(files[next++], undefined, choice);
-  };
-  await Promise.all(Array.from({ length: workers }, work));
-  const secs = (performance.now() - t0) / 1000;
-  const c1 = await cpuMs();
-  return { rate: files.length / secs, cpu: (c1.children - c0.children + c1.self - c0.self) / files.length };
+function probeCost(choice: DecoderChoice): Promise<{ rate: number; cpu: number }> {
+  return timedPool(files, async (f) => {
+    await probeClip(f, undefined, choice);
+  });
 }
 
 /** The PyAV + DataLoader twin's clips/s and CPU ms per clip for repeated sampling k. */
